@@ -1,0 +1,3 @@
+"""vitscope: what has this Vision Transformer learned?"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from vitscope.cli import main
+
+main()
