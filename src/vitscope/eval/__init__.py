@@ -1,0 +1,1 @@
+"""Evaluation: classifiers (own heads, linear probes), probes, k-NN, fine-tuning."""
