@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -22,27 +22,20 @@ _CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _pretrained_cfg(name: str, img_size: int) -> dict[str, Any]:
-    return dict(
-        architecture=name, tag="", hf_hub_id=None, url="", num_classes=10,
-        input_size=(3, img_size, img_size), crop_pct=1.0, crop_mode="center",
+default_cfgs = generate_default_cfgs({
+    f"{name}.untrained": dict(
+        num_classes=10, input_size=(3, 32, 32), crop_pct=1.0, crop_mode="center",
         interpolation="bicubic", mean=CIFAR_MEAN, std=CIFAR_STD,
         first_conv="patch_embed.proj", classifier="head",
     )
+    for name in _CONFIGS
+})
 
 
 def _build(name: str, pretrained: bool, **kwargs: Any) -> VisionTransformer:
-    if pretrained:
-        raise ValueError(f"{name} has no pretrained weights; load a vitscope checkpoint instead")
-    kwargs.pop("pretrained_cfg", None)
-    kwargs.pop("pretrained_cfg_overlay", None)
     args = dict(img_size=32, patch_size=4, num_classes=10, **_CONFIGS[name])
     args.update(kwargs)
-    model = VisionTransformer(**args)
-    cfg = _pretrained_cfg(name, int(args["img_size"]))
-    model.pretrained_cfg = cfg
-    model.default_cfg = cfg
-    return model
+    return build_model_with_cfg(VisionTransformer, name, pretrained, **args)
 
 
 @register_model
