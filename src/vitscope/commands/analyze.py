@@ -1,0 +1,93 @@
+"""``vitscope analyze``: every per-layer metric of one model over an image set, one pass."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vitscope.models import SUPPORTED_SPECS
+
+log = logging.getLogger("vitscope")
+
+METRIC_HELP = "comma-separated: attention (distance, NMI, entropy), similarity, spectrum, fourier"
+
+
+def analyze(
+    model_spec: str, data: str, out: Path, *, images: int | None = None, batch_size: int = 64,
+    device: str = "auto", precision: str = "fp32", metrics: str = "attention,similarity,spectrum,fourier",
+    seed: int = 0, workers: int | None = None, progress: bool = True, plots: bool = True,
+) -> dict[str, Any]:
+    """Load, stream, compute, write ``out/results.json`` (+ one PNG per metric); return the results."""
+    import torch
+
+    from vitscope.analysis import build_metrics, model_summary, resolve_device, run_metrics
+    from vitscope.data import make_loader, model_transform, open_dataset, subset
+    from vitscope.data.transforms import model_data_config
+    from vitscope.models import load
+    from vitscope.report.plots import plot_all
+    from vitscope.results import versions, write_json
+
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    model = load(model_spec, seed=seed)
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    accumulators = build_metrics(names, model, dev)
+    ds = subset(open_dataset(data, model_transform(model)), images, seed)
+    loader = make_loader(ds, batch_size, workers=workers, pin=dev.type == "cuda")
+    loader.num_images = len(ds)  # type: ignore[attr-defined]
+    res = run_metrics(model, loader, accumulators, device=dev, precision=precision, progress=progress)
+    if res["skipped"]:
+        log.warning("%d unreadable images skipped (names in results.json 'skipped')", len(res["skipped"]))
+    results = {
+        "kind": "vitscope-analysis",
+        "model": model_summary(model),
+        "data": {"spec": data, "requested_images": images, "images": res["images"],
+                 "skipped": res["skipped"], "preprocessing": _jsonable(model_data_config(model))},
+        "seed": seed, "device": str(dev), "precision": precision,
+        "seconds": res["seconds"], "images_per_second": res["images"] / max(res["seconds"], 1e-9),
+        "versions": versions(),
+        "conventions": {
+            "prefix_tokens": "dropped; attention rows renormalised over patch tokens",
+            "nmi_query_prior": "uniform, p(q) = 1/N",
+            "distance": "pixels between patch centres (patch size x grid distance)",
+            "depth_index": "attention/similarity: block i; spectrum/fourier: 0 = embedding, i = after block i",
+            "checkpoints": "loaded strictly",
+        },
+        "metrics": res["metrics"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    if plots:
+        plot_all([(str(model_spec), results["metrics"])], out)
+    return results
+
+
+def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("analyze", help=f"Per-layer attention, similarity, spectrum and Fourier analysis. "
+                                 f"MODEL: {SUPPORTED_SPECS}. DATA: an image folder, a .npz file or cifar10[:split].")
+    def _cmd(
+        model: Annotated[str, typer.Option("--model", "-m", help="model spec")],
+        data: Annotated[str, typer.Option("--data", "-d", help="image folder, .npz, or cifar10[:train|test]")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+        images: Annotated[int | None, typer.Option(help="analyse a seeded random subset of N images")] = None,
+        batch_size: Annotated[int, typer.Option(help="images per batch")] = 64,
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 autocast")] = "fp32",
+        metrics: Annotated[str, typer.Option(help=METRIC_HELP)] = "attention,similarity,spectrum,fourier",
+        seed: Annotated[int, typer.Option(help="seed for the subset and random weights")] = 0,
+        workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: cores - 1)")] = None,
+        progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+        plots: Annotated[bool, typer.Option(help="write one PNG per metric")] = True,
+    ) -> None:
+        res = analyze(model, data, out, images=images, batch_size=batch_size, device=device,
+                      precision=precision, metrics=metrics, seed=seed, workers=workers,
+                      progress=progress, plots=plots)
+        typer.echo(f"{res['data']['images']} images ({len(res['data']['skipped'])} skipped), "
+                   f"{res['images_per_second']:.1f} img/s -> {out / 'results.json'}")

@@ -1,0 +1,34 @@
+"""``vitscope plot``: overlay saved analysis results of several models, like the papers' figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitscope.errors import VitscopeError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plot", help="Overlay results.json files of `vitscope analyze` into one PNG per metric.")
+    def _cmd(
+        results: Annotated[list[Path], typer.Argument(help="results.json files (or their folders)")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+        label: Annotated[list[str] | None, typer.Option(help="one label per results file")] = None,
+    ) -> None:
+        from vitscope.report.plots import plot_all
+        from vitscope.results import read_json
+
+        runs = []
+        for i, p in enumerate(results):
+            p = p / "results.json" if p.is_dir() else p
+            try:
+                r = read_json(p)
+            except (OSError, ValueError) as e:
+                raise VitscopeError(f"cannot read results file {p}: {e}") from e
+            if r.get("kind") != "vitscope-analysis":
+                raise VitscopeError(f"{p} is not a `vitscope analyze` results file")
+            runs.append((label[i] if label and i < len(label) else r["model"]["spec"], r["metrics"]))
+        for path in plot_all(runs, out):
+            typer.echo(str(path))

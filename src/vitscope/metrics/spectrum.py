@@ -1,0 +1,113 @@
+"""Singular value spectra of representations (Park et al. Fig. 7, E.3).
+
+Two distributions per depth (depth 0 is the patch embedding entering block 0, depth
+``i`` the output of the ``i``-th block):
+
+* **tokens**: the ``P`` patch tokens of one image, centred over the tokens; singular
+  values sorted descending, then averaged over images (Fig. 7 top).
+* **images**: one GAP vector per image (mean of its patch tokens), centred over the data
+  set; singular values of that ``n × D`` matrix (Fig. 7 bottom). Streamed as the sum and
+  the scatter matrix ``Σ x xᵀ`` in float64, so memory is ``O(D²)`` whatever ``n`` is.
+
+A centred ``n × D`` sample has rank at most ``min(n − 1, D)``: values past that rank are
+numerical noise and are not reported (a warning says so when ``n ≤ D``).
+
+``Δ log singular value`` is ``log σ_i − log σ_ref`` with ``σ_ref`` the largest (Fig. 7)
+or, with ``ref=1``, the second largest value, which Park et al. use to discount a single
+dominant direction.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from vitscope.capture import ViTInfo
+from vitscope.metrics.base import StreamingMetric
+
+log = logging.getLogger(__name__)
+
+
+def token_singular_values(x: torch.Tensor) -> torch.Tensor:
+    """Singular values of each image's centred token matrix: ``[B, P, D]`` → ``[B, min(P, D)]``.
+
+    Computed from the eigenvalues of the ``P × P`` (or ``D × D``) Gram matrix in float64
+    (a float32 Gram would square the rounding error into the small values), descending.
+    """
+    x = x.double()
+    x = x - x.mean(1, keepdim=True)
+    gram = x @ x.transpose(1, 2) if x.shape[1] <= x.shape[2] else x.transpose(1, 2) @ x
+    ev = torch.linalg.eigvalsh(gram)
+    return ev.clamp_min(0).sqrt().flip(-1)
+
+
+def scatter_singular_values(total: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
+    """Singular values of the centred data matrix from its streamed moments.
+
+    ``total = Σ x`` ``[D]``, ``scatter = Σ x xᵀ`` ``[D, D]`` over ``n`` rows; the centred
+    scatter is ``S = Σ x xᵀ − n μ μᵀ`` and ``σ_i = sqrt(λ_i(S))``. Returns the top
+    ``min(n − 1, D)`` values, descending.
+    """
+    mu = total / n
+    s = scatter - n * torch.outer(mu, mu)
+    ev = torch.linalg.eigvalsh((s + s.T) / 2).flip(-1)
+    return ev[: max(0, min(n - 1, s.shape[0]))].clamp_min(0).sqrt()
+
+
+def delta_log(values: torch.Tensor, ref: int = 0) -> torch.Tensor:
+    """``log σ − log σ[..., ref]`` along the last dimension."""
+    lv = torch.log(values.clamp_min(torch.finfo(values.dtype).tiny))
+    return lv - lv[..., ref : ref + 1]
+
+
+class SpectrumStats(StreamingMetric):
+    """Token and image (GAP) singular value spectra for the embedding and every block."""
+
+    name = "spectrum"
+    taps = ("block_in", "block_out")
+
+    def __init__(self, info: ViTInfo, device: torch.device | str = "cpu") -> None:
+        super().__init__(info, device)
+        depths, d = info.depth + 1, info.embed_dim
+        self.k = min(info.num_patches, d)
+        self.tok_sum = self.add_state("token_sv_sum", (depths, self.k))
+        self.gap_sum = self.add_state("gap_sum", (depths, d))
+        self.gap_scatter = self.add_state("gap_scatter", (depths, d, d))
+        self.count = self.add_state("count", (depths,))
+
+    def update(self, layer: int, tap: str, x: torch.Tensor) -> None:
+        if tap == "block_in" and layer != 0:
+            return
+        depth = 0 if tap == "block_in" else layer + 1
+        x = x[:, self.info.num_prefix_tokens:]
+        self.tok_sum[depth] += token_singular_values(x).sum(0)
+        g = x.double().mean(1)
+        self.gap_sum[depth] += g.sum(0)
+        self.gap_scatter[depth] += g.T @ g
+        self.count[depth] += x.shape[0]
+
+    def compute(self) -> dict[str, Any]:
+        n = int(self.count[0].item())
+        if n <= self.info.embed_dim:
+            log.warning("image spectrum from %d images of width %d: only the top %d singular values "
+                        "are defined; use more images than the width for the full spectrum",
+                        n, self.info.embed_dim, max(0, n - 1))
+        tok = (self.tok_sum / self.count.clamp_min(1)[:, None]).cpu()
+        img = torch.stack([scatter_singular_values(self.gap_sum[i], self.gap_scatter[i], n)
+                           for i in range(self.gap_sum.shape[0])]).cpu()
+        return {
+            "depth_labels": ["embedding"] + [f"block {i}" for i in range(self.info.depth)],
+            "token_log_sv": torch.log(tok.clamp_min(1e-300)).tolist(),
+            "token_delta_log_sv": delta_log(tok).tolist(),
+            "token_delta_log_sv_2nd": delta_log(tok, 1).tolist() if tok.shape[1] > 1 else None,
+            "image_log_sv": torch.log(img.clamp_min(1e-300)).tolist(),
+            "image_delta_log_sv": delta_log(img).tolist() if img.shape[1] else [],
+            "image_delta_log_sv_2nd": delta_log(img, 1).tolist() if img.shape[1] > 1 else None,
+            "image_rank_reported": int(img.shape[1]),
+            "images": n,
+            "token_centring": "per image, over patch tokens",
+            "image_vector": "mean of patch tokens (prefix tokens excluded)",
+            "log": "natural",
+        }

@@ -1,0 +1,123 @@
+"""Depth plots of analysis results, one PNG per metric, several models overlaid.
+
+Each function takes ``runs``: a list of ``(label, metrics)`` where ``metrics`` is the
+``"metrics"`` mapping of a ``results.json``, so figures are regenerated from files alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+Runs = Sequence[tuple[str, dict[str, Any]]]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _panels(n: int) -> tuple[plt.Figure, np.ndarray]:
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    return fig, axes[0]
+
+
+def plot_attention(runs: Runs, path: Path) -> Path:
+    """Attention distance (px), NMI (mean ± std over heads, heads as dots), entropy vs depth (Figs. 3, 4, E.1)."""
+    fig, (ax_d, ax_n, ax_e) = _panels(3)
+    for i, (label, m) in enumerate(runs):
+        a = m["attention"]
+        c = f"C{i}"
+        for ax, key in ((ax_d, "distance"), (ax_n, "nmi"), (ax_e, "entropy")):
+            per_head = np.asarray(a[f"{key}_per_head"])
+            depth = np.arange(1, len(per_head) + 1)
+            ax.plot(depth, per_head.mean(1), "-o", color=c, label=label, ms=3)
+            ax.scatter(np.repeat(depth, per_head.shape[1]), per_head.ravel(), color=c, s=5, alpha=0.35)
+        std = np.asarray(a["nmi_std_over_heads"])
+        mean = np.asarray(a["nmi"])
+        ax_n.fill_between(np.arange(1, len(mean) + 1), mean - std, mean + std, color=c, alpha=0.12)
+    for ax, title in ((ax_d, "attention distance (px)"), (ax_n, "normalized mutual information"),
+                      (ax_e, "attention entropy (nats)")):
+        ax.set(xlabel="depth (block)", title=title)
+    ax_d.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_similarity(runs: Runs, path: Path) -> Path:
+    """Cosine similarity between heads, before/after attention, and tokens vs depth (Fig. 5)."""
+    fig, axes = _panels(3)
+    for i, (label, m) in enumerate(runs):
+        s = m["similarity"]
+        for ax, key in zip(axes, ("heads_cosine", "depth_cosine", "tokens_cosine")):
+            y = np.asarray(s[key], dtype=float)
+            ax.plot(np.arange(1, len(y) + 1), y, "-o", color=f"C{i}", label=label, ms=3)
+    for ax, title in zip(axes, ("heads", "before vs after attention", "tokens")):
+        ax.set(xlabel="depth (block)", ylabel="cosine similarity", title=title)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _spectra(ax: plt.Axes, curves: np.ndarray, title: str, cmap: Callable) -> None:
+    for d, y in enumerate(curves):
+        ax.plot(np.arange(1, len(y) + 1), y, color=cmap(d / max(1, len(curves) - 1)), lw=1)
+    ax.set(xlabel="singular value index", ylabel="Δ log singular value", title=title, xscale="log")
+
+
+def plot_spectrum(runs: Runs, path: Path) -> Path:
+    """Token and image singular value spectra per depth, and the 2nd-largest value vs depth (Figs. 7, E.3)."""
+    fig, axes = plt.subplots(len(runs), 3, figsize=(12.6, 3.4 * len(runs)), squeeze=False)
+    for row, (label, m) in zip(axes, runs):
+        s = m["spectrum"]
+        _spectra(row[0], np.asarray(s["token_delta_log_sv"]), f"{label}: tokens of one image", plt.cm.viridis)
+        if s["image_delta_log_sv"]:
+            _spectra(row[1], np.asarray(s["image_delta_log_sv"]), f"{label}: images (GAP)", plt.cm.viridis)
+        for key, name in (("token_log_sv", "tokens"), ("image_log_sv", "images")):
+            sv = np.asarray(s[key])
+            if sv.ndim == 2 and sv.shape[1] > 1:
+                row[2].plot(np.arange(len(sv)), sv[:, 1], "-o", ms=3, label=f"{name}")
+        row[2].set(xlabel="depth (0 = embedding)", ylabel="log 2nd-largest singular value", title=label)
+        row[2].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_fourier(runs: Runs, path: Path) -> Path:
+    """ΔLog amplitude along frequency per depth, and at the highest frequency vs depth (Fig. 9)."""
+    fig, axes = plt.subplots(1, len(runs) + 1, figsize=(4.2 * (len(runs) + 1), 3.4), squeeze=False)
+    axes = axes[0]
+    for i, (label, m) in enumerate(runs):
+        f = m["fourier"]
+        rel = np.asarray(f["delta_log_amplitude"])
+        freqs = np.asarray(f["freqs_over_pi"])
+        for d, y in enumerate(rel):
+            axes[i].plot(freqs, y, color=plt.cm.viridis(d / max(1, len(rel) - 1)), lw=1)
+        axes[i].set(xlabel="frequency (×π)", ylabel="Δ log amplitude", title=label)
+        top = f["highest_freq_over_pi"]
+        axes[-1].plot(np.arange(len(rel)), rel[:, -1], "-o", ms=3, color=f"C{i}", label=label)
+    axes[-1].set(xlabel="depth (0 = embedding)", ylabel=f"Δ log amplitude at {top:.3g}π",
+                 title="high-frequency amplitude")
+    axes[-1].legend(fontsize=8)
+    return _save(fig, path)
+
+
+PLOTS: dict[str, Callable[[Runs, Path], Path]] = {
+    "attention": plot_attention, "similarity": plot_similarity,
+    "spectrum": plot_spectrum, "fourier": plot_fourier,
+}
+
+
+def plot_all(runs: Runs, out_dir: Path) -> list[Path]:
+    """One PNG per metric present in every run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    common = set.intersection(*(set(m) for _, m in runs)) if runs else set()
+    return [fn(runs, out_dir / f"{name}.png") for name, fn in PLOTS.items() if name in common]

@@ -1,0 +1,47 @@
+import torch
+
+from vitscope.capture import ViTInfo
+from vitscope.metrics.similarity import SimilarityStats, cosine, mean_pairwise_cosine
+
+
+def test_identical_vectors_cosine_one():
+    x = torch.randn(1, 1, 4).expand(2, 5, 4)
+    assert torch.allclose(mean_pairwise_cosine(x, dim=1), torch.ones(2))
+
+
+def test_orthogonal_vectors_cosine_zero():
+    x = torch.eye(4)[None]  # 4 orthogonal vectors
+    assert mean_pairwise_cosine(x, dim=1).abs().item() < 1e-7
+
+
+def test_mean_pairwise_cosine_matches_explicit_pairs():
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 8)
+    z = torch.nn.functional.normalize(x, dim=-1)
+    g = z @ z.transpose(1, 2)
+    explicit = (g.sum((1, 2)) - g.diagonal(dim1=1, dim2=2).sum(1)) / (6 * 5)
+    assert torch.allclose(mean_pairwise_cosine(x, dim=1), explicit, atol=1e-6)
+
+
+def test_orthogonal_vs_identical_heads():
+    info = ViTInfo(depth=1, num_heads=2, embed_dim=4, num_prefix_tokens=1, grid_size=(1, 2), patch_size=(1, 1))
+    m = SimilarityStats(info)
+    same = torch.ones(2, 3, 2, 2)  # [B, N, H, Dh]: both heads equal
+    m.update(0, "head_out", same)
+    x = torch.randn(2, 3, 4)
+    m.update(0, "block_in", x)
+    m.update(0, "attn_res", x)
+    r = m.compute()
+    assert abs(r["heads_cosine"][0] - 1.0) < 1e-6
+    assert abs(r["depth_cosine"][0] - 1.0) < 1e-6  # unchanged by attention
+    orth = torch.zeros(2, 3, 2, 2)
+    orth[..., 0, 0] = 1
+    orth[..., 1, 1] = 1
+    m2 = SimilarityStats(info)
+    m2.update(0, "head_out", orth)
+    m2.update(0, "block_in", x)
+    m2.update(0, "attn_res", -x)
+    r2 = m2.compute()
+    assert abs(r2["heads_cosine"][0]) < 1e-6
+    assert abs(r2["depth_cosine"][0] + 1.0) < 1e-6
+    assert torch.allclose(cosine(x, x), torch.ones(2, 3))

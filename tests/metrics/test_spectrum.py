@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from vitscope.capture import ViTInfo
+from vitscope.metrics.spectrum import SpectrumStats, delta_log, scatter_singular_values, token_singular_values
+
+
+def test_token_spectrum_of_known_low_rank_matrix():
+    # centred rank-2 matrix with singular values 6 and 2
+    u = torch.linalg.qr(torch.randn(8, 2, dtype=torch.float64))[0]
+    u = u - u.mean(0)  # keep it centred across tokens
+    u = torch.linalg.qr(u)[0]
+    v = torch.linalg.qr(torch.randn(5, 2, dtype=torch.float64))[0]
+    x = u @ torch.diag(torch.tensor([6.0, 2.0], dtype=torch.float64)) @ v.T
+    x = x - x.mean(0)
+    expected = torch.linalg.svdvals(x)
+    sv = token_singular_values(x[None])[0]
+    assert sv.shape == (5,)
+    assert torch.allclose(sv, expected, atol=1e-6)
+    assert sv[0] == pytest.approx(6.0, rel=1e-6) and sv[2:].abs().max() < 1e-6
+
+
+def test_token_spectrum_is_translation_invariant():
+    x = torch.randn(2, 9, 4)
+    assert torch.allclose(token_singular_values(x), token_singular_values(x + 5.0), atol=1e-3)
+
+
+def test_scatter_singular_values_equal_svd_of_centred_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 6)) + 3.0
+    xt = torch.tensor(x)
+    sv = scatter_singular_values(xt.sum(0), xt.T @ xt, 30)
+    expected = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    np.testing.assert_allclose(sv.numpy(), expected, rtol=1e-8)
+
+
+def test_scatter_reports_only_the_rank_the_sample_allows():
+    x = torch.randn(4, 10, dtype=torch.float64)
+    assert scatter_singular_values(x.sum(0), x.T @ x, 4).shape == (3,)
+
+
+def test_delta_log_relative_to_largest_and_second():
+    v = torch.tensor([4.0, 2.0, 1.0])
+    assert torch.allclose(delta_log(v), torch.log(torch.tensor([1.0, 0.5, 0.25])))
+    assert torch.allclose(delta_log(v, 1), torch.log(torch.tensor([2.0, 1.0, 0.5])))
+
+
+def test_spectrum_stats_streamed_equal_one_shot():
+    info = ViTInfo(depth=1, num_heads=1, embed_dim=3, num_prefix_tokens=1, grid_size=(2, 2), patch_size=(1, 1))
+    x_in, x_out = torch.randn(12, 5, 3), torch.randn(12, 5, 3)
+    a, b = SpectrumStats(info), SpectrumStats(info)
+    a.update(0, "block_in", x_in)
+    a.update(0, "block_out", x_out)
+    for i in range(0, 12, 5):
+        b.update(0, "block_in", x_in[i:i + 5])
+        b.update(0, "block_out", x_out[i:i + 5])
+    ra, rb = a.compute(), b.compute()
+    for k in ("token_log_sv", "image_log_sv"):
+        np.testing.assert_allclose(ra[k], rb[k], atol=1e-9)
+    gap = x_out[:, 1:].double().mean(1)
+    np.testing.assert_allclose(np.exp(ra["image_log_sv"][1]),
+                               np.linalg.svd((gap - gap.mean(0)).numpy(), compute_uv=False), rtol=1e-6)
