@@ -61,3 +61,17 @@ def test_spectrum_stats_streamed_equal_one_shot():
     gap = x_out[:, 1:].double().mean(1)
     np.testing.assert_allclose(np.exp(ra["image_log_sv"][1]),
                                np.linalg.svd((gap - gap.mean(0)).numpy(), compute_uv=False), rtol=1e-6)
+
+
+def test_token_spectrum_cap_uses_first_images_only():
+    info = ViTInfo(depth=1, num_heads=1, embed_dim=3, num_prefix_tokens=0, grid_size=(2, 2), patch_size=(1, 1))
+    x = torch.randn(10, 4, 3)
+    capped, first = SpectrumStats(info, token_images=4), SpectrumStats(info, token_images=None)
+    for chunk in x.split(3):
+        capped.update(0, "block_in", chunk)
+        capped.update(0, "block_out", chunk)
+    first.update(0, "block_in", x[:4])
+    first.update(0, "block_out", x[:4])
+    rc, rf = capped.compute(), first.compute()
+    assert rc["token_images_used"] == 4 and rc["images"] == 10
+    np.testing.assert_allclose(rc["token_log_sv"][1], rf["token_log_sv"][1], rtol=1e-12)

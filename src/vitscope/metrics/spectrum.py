@@ -9,6 +9,11 @@ Two distributions per depth (depth 0 is the patch embedding entering block 0, de
   set; singular values of that ``n × D`` matrix (Fig. 7 bottom). Streamed as the sum and
   the scatter matrix ``Σ x xᵀ`` in float64, so memory is ``O(D²)`` whatever ``n`` is.
 
+Token spectra need one ``min(P, D)``-sized eigenproblem per image and depth, which no
+GPU batches well, so they are averaged over the first ``token_images`` images of the
+run (default 512; the data order is a seeded random subset, ``None`` = every image);
+``token_images_used`` records the number. Image spectra always use every image.
+
 A centred ``n × D`` sample has rank at most ``min(n − 1, D)``: values past that rank are
 numerical noise and are not reported (a warning says so when ``n ≤ D``).
 
@@ -50,6 +55,8 @@ def scatter_singular_values(total: torch.Tensor, scatter: torch.Tensor, n: int) 
     scatter is ``S = Σ x xᵀ − n μ μᵀ`` and ``σ_i = sqrt(λ_i(S))``. Returns the top
     ``min(n − 1, D)`` values, descending.
     """
+    if n < 2:
+        return scatter.new_zeros(0)
     mu = total / n
     s = scatter - n * torch.outer(mu, mu)
     ev = torch.linalg.eigvalsh((s + s.T) / 2).flip(-1)
@@ -68,21 +75,29 @@ class SpectrumStats(StreamingMetric):
     name = "spectrum"
     taps = ("block_in", "block_out")
 
-    def __init__(self, info: ViTInfo, device: torch.device | str = "cpu") -> None:
+    def __init__(self, info: ViTInfo, device: torch.device | str = "cpu", token_images: int | None = 512) -> None:
         super().__init__(info, device)
+        self.token_images = token_images
         depths, d = info.depth + 1, info.embed_dim
         self.k = min(info.num_patches, d)
         self.tok_sum = self.add_state("token_sv_sum", (depths, self.k))
         self.gap_sum = self.add_state("gap_sum", (depths, d))
         self.gap_scatter = self.add_state("gap_scatter", (depths, d, d))
         self.count = self.add_state("count", (depths,))
+        self.tok_count = self.add_state("token_count", (depths,))
+        self._tok_seen = [0] * depths  # host-side copy of tok_count: no GPU sync per batch
 
     def update(self, layer: int, tap: str, x: torch.Tensor) -> None:
         if tap == "block_in" and layer != 0:
             return
         depth = 0 if tap == "block_in" else layer + 1
         x = x[:, self.info.num_prefix_tokens:]
-        self.tok_sum[depth] += token_singular_values(x).sum(0)
+        room = x.shape[0] if self.token_images is None else self.token_images - self._tok_seen[depth]
+        if room > 0:
+            used = min(room, x.shape[0])
+            self.tok_sum[depth] += token_singular_values(x[:used]).sum(0)
+            self.tok_count[depth] += used
+            self._tok_seen[depth] += used
         g = x.double().mean(1)
         self.gap_sum[depth] += g.sum(0)
         self.gap_scatter[depth] += g.T @ g
@@ -94,8 +109,8 @@ class SpectrumStats(StreamingMetric):
             log.warning("image spectrum from %d images of width %d: only the top %d singular values "
                         "are defined; use more images than the width for the full spectrum",
                         n, self.info.embed_dim, max(0, n - 1))
-        tok = (self.tok_sum / self.count.clamp_min(1)[:, None]).cpu()
-        img = torch.stack([scatter_singular_values(self.gap_sum[i], self.gap_scatter[i], n)
+        tok = (self.tok_sum / self.tok_count.clamp_min(1)[:, None]).cpu()
+        img = torch.stack([scatter_singular_values(self.gap_sum[i], self.gap_scatter[i], int(self.count[i]))
                            for i in range(self.gap_sum.shape[0])]).cpu()
         return {
             "depth_labels": ["embedding"] + [f"block {i}" for i in range(self.info.depth)],
@@ -107,6 +122,7 @@ class SpectrumStats(StreamingMetric):
             "image_delta_log_sv_2nd": delta_log(img, 1).tolist() if img.shape[1] > 1 else None,
             "image_rank_reported": int(img.shape[1]),
             "images": n,
+            "token_images_used": int(self.tok_count[0].item()),
             "token_centring": "per image, over patch tokens",
             "image_vector": "mean of patch tokens (prefix tokens excluded)",
             "log": "natural",
