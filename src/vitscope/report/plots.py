@@ -49,7 +49,7 @@ def plot_attention(runs: Runs, path: Path) -> Path:
         ax_n.fill_between(np.arange(1, len(mean) + 1), mean - std, mean + std, color=c, alpha=0.12)
     for ax, title in ((ax_d, "attention distance (px)"), (ax_n, "normalized mutual information"),
                       (ax_e, "attention entropy (nats)")):
-        ax.set(xlabel="depth (block)", title=title)
+        ax.set(xlabel="depth (block 1…L)", title=title)
     ax_d.legend(fontsize=8)
     return _save(fig, path)
 
@@ -63,14 +63,26 @@ def plot_similarity(runs: Runs, path: Path) -> Path:
             y = np.asarray(s[key], dtype=float)
             ax.plot(np.arange(1, len(y) + 1), y, "-o", color=f"C{i}", label=label, ms=3)
     for ax, title in zip(axes, ("heads", "before vs after attention", "tokens")):
-        ax.set(xlabel="depth (block)", ylabel="cosine similarity", title=title)
+        ax.set(xlabel="depth (block 1…L)", ylabel="cosine similarity", title=title)
     axes[0].legend(fontsize=8)
     return _save(fig, path)
 
 
-def _spectra(ax: plt.Axes, curves: np.ndarray, title: str, cmap: Callable) -> None:
+def _depth_colorbar(ax: plt.Axes, depths: int) -> None:
+    """Colour scale for curves drawn one per depth (0 = embedding)."""
+    sm = plt.cm.ScalarMappable(cmap=plt.cm.viridis, norm=matplotlib.colors.Normalize(0, depths - 1))
+    ax.figure.colorbar(sm, ax=ax, label="depth (0 = embedding)")
+
+
+def _per_depth(ax: plt.Axes, x: np.ndarray | None, curves: np.ndarray) -> None:
     for d, y in enumerate(curves):
-        ax.plot(np.arange(1, len(y) + 1), y, color=cmap(d / max(1, len(curves) - 1)), lw=1)
+        xs = np.arange(1, len(y) + 1) if x is None else x
+        ax.plot(xs, y, color=plt.cm.viridis(d / max(1, len(curves) - 1)), lw=1)
+    _depth_colorbar(ax, len(curves))
+
+
+def _spectra(ax: plt.Axes, curves: np.ndarray, title: str) -> None:
+    _per_depth(ax, None, curves)
     ax.set(xlabel="singular value index", ylabel="Δ log singular value", title=title, xscale="log")
 
 
@@ -79,9 +91,9 @@ def plot_spectrum(runs: Runs, path: Path) -> Path:
     fig, axes = plt.subplots(len(runs), 3, figsize=(12.6, 3.4 * len(runs)), squeeze=False)
     for row, (label, m) in zip(axes, runs):
         s = m["spectrum"]
-        _spectra(row[0], np.asarray(s["token_delta_log_sv"]), f"{label}: tokens of one image", plt.cm.viridis)
+        _spectra(row[0], np.asarray(s["token_delta_log_sv"]), f"{label}: tokens of one image")
         if s["image_delta_log_sv"]:
-            _spectra(row[1], np.asarray(s["image_delta_log_sv"]), f"{label}: images (GAP)", plt.cm.viridis)
+            _spectra(row[1], np.asarray(s["image_delta_log_sv"]), f"{label}: images (GAP)")
         for key, name in (("token_log_sv", "tokens"), ("image_log_sv", "images")):
             sv = np.asarray(s[key])
             if sv.ndim == 2 and sv.shape[1] > 1:
@@ -99,8 +111,7 @@ def plot_fourier(runs: Runs, path: Path) -> Path:
         f = m["fourier"]
         rel = np.asarray(f["delta_log_amplitude"])
         freqs = np.asarray(f["freqs_over_pi"])
-        for d, y in enumerate(rel):
-            axes[i].plot(freqs, y, color=plt.cm.viridis(d / max(1, len(rel) - 1)), lw=1)
+        _per_depth(axes[i], freqs, rel)
         axes[i].set(xlabel="frequency (×π)", ylabel="Δ log amplitude", title=label)
         top = f["highest_freq_over_pi"]
         axes[-1].plot(np.arange(len(rel)), rel[:, -1], "-o", ms=3, color=f"C{i}", label=label)
