@@ -10,13 +10,16 @@ each metric reduces its tensors inside the hook, layer by layer.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from vitscope.capture import Taps, needed_taps, vit_info
@@ -45,6 +48,33 @@ def resolve_device(device: str | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise VitscopeError(f"device '{device}' asked for, but no CUDA GPU is available")
     return dev
+
+
+def init_distributed(device: str | None) -> tuple[int, int, torch.device]:
+    """Join the process group a ``torchrun`` launch describes; return ``(rank, world, device)``.
+
+    Without ``torchrun`` (no ``WORLD_SIZE``) this is ``(0, 1, resolve_device(device))``.
+    Each process takes GPU ``LOCAL_RANK`` when CUDA is used (NCCL), else the CPU (gloo).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, resolve_device(device)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), dev
+
+
+def shard(ds: Dataset, rank: int, world: int) -> Dataset:
+    """Every ``world``-th item starting at ``rank``: disjoint shards, no padding, no duplicates."""
+    return ds if world == 1 else Subset(ds, list(range(rank, len(ds), world)))  # type: ignore[arg-type]
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -108,14 +138,22 @@ def run_metrics(
             bar.update(len(images))
             bar.set_postfix(skipped=skips.count)
     bar.close()
+    skipped = list(skips.messages)
+    if _distributed():  # every rank reaches here, so the collectives cannot hang
+        count = torch.tensor([n], dtype=torch.long, device=device)
+        dist.all_reduce(count)
+        n = int(count.item())
+        gathered: list[list[str]] = [[] for _ in range(dist.get_world_size())]
+        dist.all_gather_object(gathered, skipped)
+        skipped = [msg for part in gathered for msg in part]
     if n == 0:
-        raise VitscopeError(f"no readable images ({skips.count} skipped)")
+        raise VitscopeError(f"no readable images ({len(skipped)} skipped)")
     for m in metrics:
         m.sync()
     return {
         "metrics": {m.name: m.compute() for m in metrics},
         "images": n,
-        "skipped": list(skips.messages),
+        "skipped": skipped,
         "seconds": time.perf_counter() - t0,
     }
 

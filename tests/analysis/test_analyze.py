@@ -102,3 +102,27 @@ def test_cuda_requested_without_gpu(tmp_path, images, monkeypatch, capsys):
 def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "vitscope", "analyze", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "MoCo v3" in r.stdout
+
+
+def test_torchrun_two_processes_equal_one_process(tmp_path, images):
+    """Two gloo processes analyse disjoint shards; summed states give the one-process result."""
+    import os
+
+    one = analyze(MODEL, str(images), tmp_path / "one", batch_size=4, workers=0, progress=False, plots=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29517", "-m", "vitscope", "analyze", "--model", MODEL,
+                        "--data", str(images), "--out", str(tmp_path / "two"), "--batch-size", "4",
+                        "--workers", "0", "--no-progress", "--no-plots", "--device", "cpu"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["processes"] == 2 and two["data"]["images"] == 12
+    for metric in ("attention", "similarity", "fourier"):
+        for key, va in one["metrics"][metric].items():
+            if isinstance(va, list) and va and not isinstance(va[0], str):
+                np.testing.assert_allclose(np.asarray(va, dtype=float),
+                                           np.asarray(two["metrics"][metric][key], dtype=float),
+                                           rtol=1e-4, atol=1e-5, err_msg=f"{metric}.{key}")
+    np.testing.assert_allclose(one["metrics"]["spectrum"]["image_log_sv"],
+                               two["metrics"]["spectrum"]["image_log_sv"], rtol=1e-4, atol=1e-5)

@@ -20,25 +20,30 @@ def analyze(
     device: str = "auto", precision: str = "fp32", metrics: str = "attention,similarity,spectrum,fourier",
     seed: int = 0, workers: int | None = None, progress: bool = True, plots: bool = True,
 ) -> dict[str, Any]:
-    """Load, stream, compute, write ``out/results.json`` (+ one PNG per metric); return the results."""
+    """Load, stream, compute, write ``out/results.json`` (+ one PNG per metric); return the results.
+
+    Under ``torchrun --nproc_per_node K -m vitscope analyze ...`` every process analyses a
+    disjoint shard and the accumulators are summed; rank 0 writes the files.
+    """
     import torch
 
-    from vitscope.analysis import build_metrics, model_summary, resolve_device, run_metrics
+    from vitscope.analysis import build_metrics, init_distributed, model_summary, run_metrics, shard
     from vitscope.data import make_loader, model_transform, open_dataset, subset
     from vitscope.data.transforms import model_data_config
     from vitscope.models import load
     from vitscope.report.plots import plot_all
     from vitscope.results import versions, write_json
 
-    dev = resolve_device(device)
+    rank, world, dev = init_distributed(device)
     torch.manual_seed(seed)
     model = load(model_spec, seed=seed)
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     accumulators = build_metrics(names, model, dev)
-    ds = subset(open_dataset(data, model_transform(model)), images, seed)
+    ds = shard(subset(open_dataset(data, model_transform(model)), images, seed), rank, world)
     loader = make_loader(ds, batch_size, workers=workers, pin=dev.type == "cuda")
     loader.num_images = len(ds)  # type: ignore[attr-defined]
-    res = run_metrics(model, loader, accumulators, device=dev, precision=precision, progress=progress)
+    res = run_metrics(model, loader, accumulators, device=dev, precision=precision,
+                      progress=progress and rank == 0)
     if res["skipped"]:
         log.warning("%d unreadable images skipped (names in results.json 'skipped')", len(res["skipped"]))
     results = {
@@ -46,7 +51,7 @@ def analyze(
         "model": model_summary(model),
         "data": {"spec": data, "requested_images": images, "images": res["images"],
                  "skipped": res["skipped"], "preprocessing": _jsonable(model_data_config(model))},
-        "seed": seed, "device": str(dev), "precision": precision,
+        "seed": seed, "device": str(dev), "processes": world, "precision": precision,
         "seconds": res["seconds"], "images_per_second": res["images"] / max(res["seconds"], 1e-9),
         "versions": versions(),
         "conventions": {
@@ -58,10 +63,11 @@ def analyze(
         },
         "metrics": res["metrics"],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", results)
-    if plots:
-        plot_all([(str(model_spec), results["metrics"])], out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "results.json", results)
+        if plots:
+            plot_all([(str(model_spec), results["metrics"])], out)
     return results
 
 
