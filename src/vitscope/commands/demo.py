@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from vitscope.commands.analyze import analyze
         from vitscope.data.synthetic import write_synthetic_folder
+        from vitscope.report.html import build_report
 
         folder = write_synthetic_folder(out / "images", images, size=224)
         res = analyze(DEMO_MODEL, str(folder), out, batch_size=32)
@@ -35,4 +36,6 @@ def register(app: typer.Typer) -> None:
                        f"  {m['attention']['entropy'][i]:7.3f}  {m['similarity']['heads_cosine'][i]:10.3f}"
                        f"  {m['similarity']['tokens_cosine'][i]:10.3f}"
                        f"  {m['fourier']['delta_log_amplitude_at_highest'][i + 1]:10.3f}")
-        typer.echo(f"results: {out / 'results.json'}; plots: {', '.join(sorted(p.name for p in out.glob('*.png')))}")
+        report = build_report([out], out / "report.html", title=f"vitscope demo: {DEMO_MODEL}")
+        typer.echo(f"results: {out / 'results.json'}; plots: {', '.join(sorted(p.name for p in out.glob('*.png')))}; "
+                   f"report: {report}")

@@ -1,0 +1,26 @@
+"""``vitscope report``: one HTML page from saved results folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitscope.errors import VitscopeError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report", help="Put results folders (analyze, compare, robustness, probe, ...) side by side "
+                                "in one self-contained HTML page.")
+    def _cmd(
+        folders: Annotated[list[Path], typer.Argument(help="results folders")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path("report.html"),
+        title: Annotated[str, typer.Option(help="page title")] = "vitscope report",
+    ) -> None:
+        from vitscope.report.html import build_report
+
+        for f in folders:
+            if not f.is_dir() or not (any(f.glob("*.png")) or (f / "results.json").exists()):
+                raise VitscopeError(f"{f} is not a results folder (no results.json and no PNG figures)")
+        typer.echo(str(build_report(folders, out, title)))
