@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from robustness_helpers import CIFAR10, STIMULI, write_png
 
 

@@ -6,9 +6,9 @@ import tarfile
 
 import pytest
 import torch
+from robustness_helpers import STIMULI, shared_data, write_png
 from torchvision.transforms.functional import pil_to_tensor
 
-from robustness_helpers import STIMULI, shared_data, write_png
 from vitscope.errors import VitscopeError
 from vitscope.robustness.cue_conflict import CueConflictImages, Stimulus, conflicting, parse_stimulus
 from vitscope.robustness.imagenet16 import IMAGENET16_CATEGORIES

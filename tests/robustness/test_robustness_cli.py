@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 import typer
+from robustness_helpers import CIFAR10, TINY
 from typer.testing import CliRunner
 
-from robustness_helpers import CIFAR10, TINY
 from vitscope.commands.robustness import register
 from vitscope.errors import VitscopeError
 from vitscope.models.load import load
@@ -124,7 +124,6 @@ def test_probe_classes_align_labels_by_name(image_folder, cue_folder, tmp_path):
     assert entry["class_names"] == order
     assert entry["shape_bias"]["category_map"]["map"] == {"airplane": [9], "bird": [7], "car": [8], "cat": [6]}
     # clean accuracy by hand: probe logits on the same images, labels mapped by name
-    from torch.utils.data import DataLoader
 
     from vitscope.data.images import open_dataset
     from vitscope.data.transforms import model_transform

@@ -36,8 +36,8 @@ from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import classifier
 from vitscope.models.load import load
 from vitscope.robustness.cue_conflict import CueConflictImages, conflicting
-from vitscope.robustness.plots import plot_all
 from vitscope.robustness.noise import BAND_NORMS, NOISE_SCALES, add_pixel_noise, band_limited_noise, band_mask
+from vitscope.robustness.plots import plot_all
 from vitscope.robustness.shape_bias import (
     IMAGENET_NUM_CLASSES,
     CategoryMap,
@@ -83,7 +83,8 @@ class RobustnessConfig:
             raise VitscopeError(f"{len(self.probes)} --probe for {len(self.models)} --model: give one per model "
                                 "(use 'none' for a model's own head)")
         if self.data is None and self.cue_conflict is None:
-            raise VitscopeError("nothing to do: pass --data (frequency-noise accuracy) and/or --cue-conflict (shape bias)")
+            raise VitscopeError("nothing to do: pass --data (frequency-noise accuracy) "
+                                "and/or --cue-conflict (shape bias)")
         if self.batch_size <= 0:
             raise VitscopeError(f"batch size must be positive, got {self.batch_size}")
         if self.images is not None and self.images <= 0:
