@@ -161,3 +161,19 @@ def test_cli_rejects_bad_frequencies(app, image_folder, tmp_path):
     res = CliRunner().invoke(app, ["robustness", "--model", MODEL, "--data", str(image_folder), "--out",
                                    str(tmp_path), "--frequencies", "0,half"])
     assert isinstance(res.exception, VitscopeError) and "comma-separated" in str(res.exception)
+
+
+def test_unlabelled_or_out_of_range_labels_are_refused(tmp_path):
+    import numpy as np
+
+    from robustness_helpers import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_png(tmp_path / "flat" / f"{i}.png", rng)
+    for c in range(11):
+        write_png(tmp_path / "eleven" / f"c{c:02d}" / "0.png", rng)
+    with pytest.raises(VitscopeError, match="needs labelled images"):
+        run(RobustnessConfig(models=[MODEL], out=str(tmp_path / "o"), data=str(tmp_path / "flat"), workers=0))
+    with pytest.raises(VitscopeError, match="label 10 out of range"):
+        run(RobustnessConfig(models=[MODEL], out=str(tmp_path / "o"), data=str(tmp_path / "eleven"), workers=0))

@@ -149,14 +149,15 @@ def noise_accuracy(clf: nn.Module, ds: Dataset, std: Sequence[float], cfg: Robus
     masks: list[torch.Tensor] = []
     loader = make_loader(ds, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
     for b, batch in enumerate(tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch")):
+        if bool((batch.labels < 0).any()):  # checked on the CPU copy: no device sync
+            raise VitscopeError("frequency-noise accuracy needs labelled images; the data set has unlabelled ones")
+        if lut is None and int(batch.labels.max()) >= num_outputs:
+            raise VitscopeError(f"label {int(batch.labels.max())} out of range for a classifier with "
+                                f"{num_outputs} classes")
         x = batch.images.to(device, non_blocking=True)
         y = batch.labels.to(device)
-        if bool((y < 0).any()):
-            raise VitscopeError("frequency-noise accuracy needs labelled images; the data set has unlabelled ones")
         if lut is not None:
             y = lut[y]
-        elif int(y.max()) >= num_outputs:
-            raise VitscopeError(f"label {int(y.max())} out of range for a classifier with {num_outputs} classes")
         if not masks:
             h, w = x.shape[-2:]
             masks = [band_mask(h, w, f, cfg.band_width, cfg.band_norm, device) for f in cfg.frequencies]
