@@ -93,3 +93,11 @@ def test_pixel_noise_equals_noise_added_before_normalisation():
         return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
     assert torch.allclose(add_pixel_noise(norm(pixels), noise, std), norm(pixels + noise), atol=1e-6)
+
+
+@pytest.mark.parametrize("h, w", [(31, 24), (24, 33)])
+def test_odd_and_non_square_sizes(h, w):
+    mask = band_mask(h, w, 0.6, 0.1, "radial")
+    noise = band_limited_noise((2, 3, h, w), mask, 0.1, generator=torch.Generator().manual_seed(2))
+    assert noise.shape == (2, 3, h, w)
+    assert torch.allclose(band_energy_fraction(noise, mask), torch.ones(2, dtype=torch.float64), atol=1e-9)

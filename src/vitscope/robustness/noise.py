@@ -64,7 +64,7 @@ def band_limited_noise(shape: tuple[int, int, int, int], mask: torch.Tensor, str
                        scale: str = "band", generator: torch.Generator | None = None) -> torch.Tensor:
     """Noise ``[B, C, H, W]`` whose spectrum lies inside ``mask`` (``[H, W]``, bool).
 
-    ``n = Re(IFFT2(mask · FFT2(z)))`` with ``z ~ N(0, 1)`` i.i.d.; then
+    ``n = IFFT2(mask · FFT2(z))`` (real, as the mask is symmetric) with ``z ~ N(0, 1)`` i.i.d.; then
     ``n · strength / RMS(n)`` per image (``scale="band"``) or ``n · strength``
     (``scale="white"``). Drawn on ``mask.device`` from ``generator``.
     """
@@ -75,7 +75,9 @@ def band_limited_noise(shape: tuple[int, int, int, int], mask: torch.Tensor, str
     if not bool(mask.any()):
         raise ValueError("the frequency band holds no FFT coefficient of this image size")
     z = torch.randn(shape, generator=generator, device=mask.device)
-    n = torch.fft.ifft2(torch.fft.fft2(z) * mask).real
+    h, w = shape[-2:]
+    # the mask is symmetric under ω → -ω, so the half spectrum of rfft2 carries it exactly
+    n = torch.fft.irfft2(torch.fft.rfft2(z) * mask[:, : w // 2 + 1], s=(h, w))
     if scale == "white":
         return n * strength
     rms = n.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
