@@ -165,7 +165,6 @@ def test_cli_rejects_bad_frequencies(app, image_folder, tmp_path):
 
 def test_unlabelled_or_out_of_range_labels_are_refused(tmp_path):
     import numpy as np
-
     from robustness_helpers import write_png
 
     rng = np.random.default_rng(0)
@@ -177,3 +176,16 @@ def test_unlabelled_or_out_of_range_labels_are_refused(tmp_path):
         run(RobustnessConfig(models=[MODEL], out=str(tmp_path / "o"), data=str(tmp_path / "flat"), workers=0))
     with pytest.raises(VitscopeError, match="label 10 out of range"):
         run(RobustnessConfig(models=[MODEL], out=str(tmp_path / "o"), data=str(tmp_path / "eleven"), workers=0))
+
+
+def test_bad_class_map_fails_before_any_image_is_run(image_folder, cue_folder, tmp_path, monkeypatch):
+    import vitscope.robustness.run as run_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("noise analysis ran before the class map was checked")
+
+    monkeypatch.setattr(run_module, "noise_accuracy", never)
+    cfg = RobustnessConfig(models=[MODEL], out=str(tmp_path / "o"), data=str(image_folder),
+                           cue_conflict=str(cue_folder), class_map=["airplane=airplane"], workers=0)
+    with pytest.raises(VitscopeError, match="no class names: give output indices"):
+        run(cfg)

@@ -297,16 +297,18 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
                                  "num_classes": num_outputs, "class_names": class_names,
                                  "data_config": _json_safe(model_data_config(model)), "seconds": {}}
         label = spec if probe is None else f"{spec} + {Path(probe).name}"
+        cmap = None  # resolved before any image is run, so a bad map fails fast
+        if stimuli_ds is not None:
+            cmap = _category_map(user_map, stimulus_categories, class_names, num_outputs, spec)
         if cfg.data is not None:
             t0 = time.perf_counter()
             ds = subset(open_dataset(cfg.data, transform), cfg.images, cfg.seed)
             entry["noise"] = noise_accuracy(clf, ds, model_data_config(model)["std"], cfg, class_names,
                                             num_outputs, device, f"{label} noise")
             entry["seconds"]["noise"] = time.perf_counter() - t0
-        if stimuli_ds is not None:
+        if stimuli_ds is not None and cmap is not None:
             t0 = time.perf_counter()
             stimuli_ds.transform = transform
-            cmap = _category_map(user_map, stimulus_categories, class_names, num_outputs, spec)
             entry["shape_bias"] = shape_bias_eval(clf, stimuli_ds, cmap, cfg, device, f"{label} cue-conflict")
             entry["seconds"]["shape_bias"] = time.perf_counter() - t0
         results["models"].append(entry)

@@ -114,8 +114,10 @@ def resolve_class_map(mapping: dict[str, list[str]], stimulus_categories: Sequen
             elif target.isdigit() and int(target) < num_classes:
                 idx.append(int(target))
             else:
+                hint = "" if names else " (this classifier has no class names: give output indices)"
                 options = names if names else [f"0..{num_classes - 1}"]
-                raise VitscopeError(f"class map '{c}={target}': no such classifier class. Valid options are: {options}")
+                raise VitscopeError(f"class map '{c}={target}': no such classifier class{hint}. "
+                                    f"Valid options are: {options}")
         groups.append(tuple(idx))
     return CategoryMap(cats, tuple(groups), "class-map")
 
