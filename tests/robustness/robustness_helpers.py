@@ -16,16 +16,31 @@ from vitscope.models.small import CIFAR_MEAN, CIFAR_STD
 TINY = "vit_robustness_test_tiny"
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
-default_cfgs = generate_default_cfgs({f"{TINY}.untrained": dict(
-    num_classes=10, input_size=(3, 32, 32), crop_pct=1.0, crop_mode="center", interpolation="bilinear",
-    mean=CIFAR_MEAN, std=CIFAR_STD, first_conv="patch_embed.proj", classifier="head")})
+TINY_1K = "vit_robustness_test_tiny1k"
+
+default_cfgs = generate_default_cfgs({
+    f"{name}.untrained": dict(num_classes=n, input_size=(3, 32, 32), crop_pct=1.0, crop_mode="center",
+                              interpolation="bilinear", mean=CIFAR_MEAN, std=CIFAR_STD,
+                              first_conv="patch_embed.proj", classifier="head")
+    for name, n in ((TINY, 10), (TINY_1K, 1000))
+})
+
+
+def _tiny(name: str, num_classes: int, pretrained: bool, **kwargs) -> VisionTransformer:
+    args = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=num_classes, **kwargs)
+    return build_model_with_cfg(VisionTransformer, name, pretrained, **args)
 
 
 @register_model
 def vit_robustness_test_tiny(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """Depth 2, width 32, patch 8 on 32 px, 10-class head: fast enough for CPU tests."""
-    args = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10, **kwargs)
-    return build_model_with_cfg(VisionTransformer, TINY, pretrained, **args)
+    return _tiny(TINY, 10, pretrained, **kwargs)
+
+
+@register_model
+def vit_robustness_test_tiny1k(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """The same tiny ViT with a 1000-class (ImageNet-sized) head."""
+    return _tiny(TINY_1K, 1000, pretrained, **kwargs)
 
 
 def shared_data() -> Path | None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from vitscope.commands.robustness import register
 from vitscope.errors import VitscopeError
 from vitscope.models.load import load
+from vitscope.robustness.imagenet16 import IMAGENET16_CATEGORIES
 from vitscope.robustness.run import RobustnessConfig, run
 
 MODEL = f"random:{TINY}"
@@ -189,3 +190,30 @@ def test_bad_class_map_fails_before_any_image_is_run(image_folder, cue_folder, t
                            cue_conflict=str(cue_folder), class_map=["airplane=airplane"], workers=0)
     with pytest.raises(VitscopeError, match="no class names: give output indices"):
         run(cfg)
+
+
+def test_imagenet_head_uses_the_16_class_mapping(cue_folder, tmp_path):
+    from robustness_helpers import TINY_1K
+
+    entry = run(RobustnessConfig(models=[f"random:{TINY_1K}"], out=str(tmp_path / "o"), cue_conflict=str(cue_folder),
+                                 workers=0))["models"][0]
+    sb = entry["shape_bias"]
+    assert entry["num_classes"] == 1000 and sb["category_map"]["source"] == "imagenet16"
+    assert sum(map(len, sb["category_map"]["map"].values())) == 207
+    # knife is one of the 16: only the 2 same-class images are dropped
+    counts = sb["images"]
+    assert (counts["same_class_dropped"], counts["outside_map_dropped"], counts["evaluated"]) == (2, 0, 9)
+    assert set(sb["per_class"]) == set(IMAGENET16_CATEGORIES)
+    assert sum(v["shape"] + v["texture"] + v["other"] for v in sb["per_class"].values()) == 9
+
+
+def test_real_cue_conflict_tar_end_to_end(tmp_path):
+    from robustness_helpers import TINY_1K, shared_data
+
+    data = shared_data()
+    if data is None or not (data / "cue-conflict.tar").is_file():
+        pytest.skip("../shared/data/cue-conflict.tar (or $VITSCOPE_SHARED_DATA) not present")
+    sb = run(RobustnessConfig(models=[f"random:{TINY_1K}"], out=str(tmp_path / "o"), images=24, workers=0,
+                              cue_conflict=str(data / "cue-conflict.tar")))["models"][0]["shape_bias"]
+    assert sb["images"] == {"files": 1280, "same_class_dropped": 80, "outside_map_dropped": 0,
+                            "subsampled_out": 1176, "unreadable": 0, "evaluated": 24}
