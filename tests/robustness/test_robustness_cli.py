@@ -63,6 +63,8 @@ def test_cli_end_to_end(app, image_folder, cue_folder, tmp_path):
         assert sum(map(sum, counts)) == 7
         shape, texture = sum(c[0] for c in counts), sum(c[1] for c in counts)
         assert sb["shape_bias"] == (None if shape + texture == 0 else pytest.approx(shape / (shape + texture)))
+        per_class = [v["shape_bias"] for v in sb["per_class"].values() if v["shape_bias"] is not None]
+        assert sb["shape_bias_class_mean"] == (pytest.approx(sum(per_class) / len(per_class)) if per_class else None)
     # both runs load the same seeded random model and see the same noise: identical numbers
     assert results["models"][0]["noise"] == results["models"][1]["noise"]
     assert (out / "noise_drop.png").stat().st_size > 0 and (out / "shape_bias.png").stat().st_size > 0

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from torchvision.transforms.functional import to_tensor
 
 from vitscope.data.images import Item, Transform, read_image, to_rgb
 from vitscope.errors import VitscopeError
@@ -73,11 +74,13 @@ def _is_image(name: str) -> bool:
 class CueConflictImages(Dataset):
     """The stimuli of a folder or plain ``.tar``; items are ``(image, index, index, error)``.
 
+    ``transform`` maps a PIL image to a tensor (default: float ``[0, 1]``, no resizing).
+
     For a tar, member offsets are indexed once and each item is read with a plain
     ``seek``/``read``, so DataLoader workers need no shared tar handle.
     """
 
-    def __init__(self, path: str | Path, transform: Transform) -> None:
+    def __init__(self, path: str | Path, transform: Transform = to_tensor) -> None:
         self.path = Path(path)
         self.transform = transform
         self._offsets: dict[str, tuple[int, int]] = {}

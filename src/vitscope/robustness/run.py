@@ -213,12 +213,12 @@ def shape_bias_eval(clf: nn.Module, stimuli_ds: CueConflictImages, cmap: Categor
     total = counts.sum(0)
     return {
         "images": {"files": len(stimuli_ds), "same_class_dropped": sel.same_class,
-                   "outside_map_dropped": sel.outside_map, "subsampled_out": len(sel.indices) - len(ds),
+                   "outside_map_dropped": sel.outside_map,
+                   "subsampled_out": len(sel.indices) - len(ds),  # type: ignore[arg-type]
                    "unreadable": skips.count, "evaluated": n},
         "category_map": cmap.to_json(),
         "shape_bias": float(shape_bias(total[:1], total[1:2])[0]),
-        "shape_bias_class_mean": float(np.nanmean(per_class_bias.numpy())) if bool((~per_class_bias.isnan()).any())
-        else float("nan"),
+        "shape_bias_class_mean": float(torch.nanmean(per_class_bias)),  # NaN if no class has a decision
         "fraction_shape": int(total[0]) / n,
         "fraction_texture": int(total[1]) / n,
         "per_class": {c: {"shape": int(counts[i, 0]), "texture": int(counts[i, 1]), "other": int(counts[i, 2]),
@@ -281,7 +281,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
     user_map = parse_class_map(cfg.class_map) if cfg.class_map else None
     stimuli_ds, stimulus_categories = None, []
     if cfg.cue_conflict is not None:
-        stimuli_ds = CueConflictImages(cfg.cue_conflict, transform=lambda im: im)
+        stimuli_ds = CueConflictImages(cfg.cue_conflict)  # each model sets its own transform
         stimulus_categories = sorted({s.shape for s in stimuli_ds.stimuli} | {s.texture for s in stimuli_ds.stimuli})
         if user_map:  # fail before any model runs
             check_map_categories(user_map, stimulus_categories)
@@ -291,7 +291,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
         model = load(spec, seed=cfg.seed)
         clf, class_names = classifier(model, probe)
         clf = clf.to(device).eval()
-        num_outputs = len(class_names) if class_names else int(model.num_classes)
+        num_outputs = len(class_names) if class_names else int(getattr(model, "num_classes", 0))
         transform = model_transform(model)
         entry: dict[str, Any] = {"spec": getattr(model, "vitscope_spec", spec), "probe": probe,
                                  "num_classes": num_outputs, "class_names": class_names,
