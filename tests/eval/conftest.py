@@ -12,6 +12,10 @@ from PIL import Image
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
 
+# The CI machine has 2 cores shared with other jobs: one intra-op thread is far faster there
+# for these tiny tensors than two threads fighting for them.
+torch.set_num_threads(1)
+
 TINY = "vit_evaltest_tiny"
 
 default_cfgs = generate_default_cfgs({
@@ -50,3 +54,24 @@ def write_class_folder(root: Path, per_class: int = 8, seed: int = 0) -> Path:
 @pytest.fixture
 def class_folders(tmp_path: Path) -> tuple[Path, Path]:
     return write_class_folder(tmp_path / "train", 8, 0), write_class_folder(tmp_path / "val", 4, 1)
+
+
+def _manual_block_outputs(model, images: torch.Tensor) -> list[torch.Tensor]:
+    """Run timm's ViT forward by hand, keeping every block's output ``[B, N, D]``."""
+    x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
+    outs = []
+    for blk in model.blocks:
+        x = blk(x)
+        outs.append(x)
+    return outs
+
+
+@pytest.fixture
+def manual_block_outputs():
+    return _manual_block_outputs
+
+
+@pytest.fixture
+def stacked_images():
+    """All images of a ``LabelledSet`` as one ``[N, 3, H, W]`` tensor."""
+    return lambda data: torch.stack([data.dataset[i][0] for i in range(len(data))])

@@ -9,7 +9,7 @@ stochastic depth 0.1 (linearly increasing over blocks), gradient clipping at nor
 Epochs are scaled down from 100 (warm-up 20) to what the user asks for (default warm-up
 5 epochs).
 
-Layer-wise lr decay (BEiT; ``timm.optim.param_groups_layer_decay``): with ``L`` blocks,
+Layer-wise lr decay (BEiT, MAE, SimMIM; :func:`vit_layer_id`): with ``L`` blocks,
 embeddings get ``lr·d^(L+1)``, block ``i`` (0-based) ``lr·d^(L−i)``, final norm and head ``lr``.
 
 The run writes ``checkpoint.pt`` after every epoch in vitscope's checkpoint format
@@ -32,7 +32,6 @@ import timm.data
 import torch
 from timm.layers import DropPath
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import param_groups_layer_decay
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
@@ -92,18 +91,41 @@ class FinetuneConfig:
         return self.mixup > 0 or self.cutmix > 0
 
 
-def layer_decay_param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
-    """timm's BEiT-style parameter groups, each with ``lr = lr · lr_scale`` set.
+EMBEDDING_PREFIXES = ("cls_token", "reg_token", "mask_token", "pos_embed", "patch_embed", "norm_pre")
 
-    No weight decay on 1-D parameters and on ``model.no_weight_decay()`` (position
-    embedding, CLS token).
+
+def vit_layer_id(name: str, depth: int) -> int:
+    """Layer id of a ViT parameter for layer-wise lr decay (BEiT / MAE / SimMIM convention).
+
+    ``0`` for embeddings (tokens, position embedding, patch embedding), ``i + 1`` for
+    ``blocks.i.*``, ``depth + 1`` for everything after the blocks (final norm, head).
     """
-    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    groups = param_groups_layer_decay(model, weight_decay=weight_decay, no_weight_decay_list=skip,
-                                      layer_decay=layer_decay)
-    for g in groups:
-        g["lr"] = lr * g["lr_scale"]
-    return groups
+    if name.startswith(EMBEDDING_PREFIXES):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return depth + 1
+
+
+def layer_decay_param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW parameter groups with ``lr = lr · d^(depth + 1 − layer_id)`` (:func:`vit_layer_id`).
+
+    No weight decay on 1-D parameters (biases, norms) and on ``model.no_weight_decay()``
+    (position embedding, tokens). Each group keeps its ``lr_scale`` for the schedule.
+    """
+    depth = len(blocks_of(model))
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        layer = vit_layer_id(name, depth)
+        decay = p.ndim > 1 and name not in skip
+        scale = layer_decay ** (depth + 1 - layer)
+        g = groups.setdefault((layer, decay), {"params": [], "lr_scale": scale, "lr": lr * scale,
+                                                "weight_decay": weight_decay if decay else 0.0})
+        g["params"].append(p)
+    return list(groups.values())
 
 
 def set_drop_path(model: nn.Module, rate: float) -> None:
@@ -247,7 +269,7 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
             if cfg.clip_grad > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             opt.step()
-            loss_sum += float(loss) * len(x)
+            loss_sum += loss.item() * len(x)
             seen += len(x)
         acc = evaluate(model, val, bs, device, workers)
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "val_accuracy": acc})
