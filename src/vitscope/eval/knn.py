@@ -59,8 +59,8 @@ def knn_accuracy_per_block(train: np.ndarray, train_labels: np.ndarray, queries:
     """k-NN accuracy ``[L]`` of every block: ``train`` ``[N, L, D]``, ``queries`` ``[Q, L, D]``."""
     ytr, yq = torch.as_tensor(np.asarray(train_labels)), torch.as_tensor(np.asarray(query_labels))
     acc = [
-        knn_accuracy(torch.as_tensor(np.ascontiguousarray(train[:, layer])).to(device), ytr,
-                     torch.as_tensor(np.ascontiguousarray(queries[:, layer])).to(device), yq,
+        knn_accuracy(torch.from_numpy(np.array(train[:, layer], dtype=np.float32)).to(device), ytr,
+                     torch.from_numpy(np.array(queries[:, layer], dtype=np.float32)).to(device), yq,
                      num_classes, k, temperature)
         for layer in range(train.shape[1])
     ]
