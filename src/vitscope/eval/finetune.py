@@ -148,13 +148,12 @@ def arch_of(model: nn.Module) -> tuple[str, dict[str, Any]]:
     kwargs: dict[str, Any] = dict(getattr(model, "vitscope_arch_kwargs", {}) or {})
     kwargs.update(
         img_size=list(pe.img_size), patch_size=list(pe.patch_size), embed_dim=int(model.embed_dim),
-        depth=len(model.blocks), num_heads=int(model.blocks[0].attn.num_heads),
-        mlp_ratio=model.blocks[0].mlp.fc1.out_features / model.embed_dim, num_classes=int(model.num_classes),
-        global_pool=str(model.global_pool),
+        depth=len(model.blocks), num_heads=int(model.blocks[0].attn.num_heads), num_classes=int(model.num_classes),
     )
     if type(model).__name__ == "VisionTransformer":
-        kwargs.update(class_token=model.cls_token is not None, reg_tokens=int(model.num_reg_tokens),
-                      no_embed_class=bool(model.no_embed_class))
+        kwargs.update(mlp_ratio=model.blocks[0].mlp.fc1.out_features / model.embed_dim,
+                      global_pool=str(model.global_pool), class_token=model.cls_token is not None,
+                      reg_tokens=int(model.num_reg_tokens), no_embed_class=bool(model.no_embed_class))
     return name, kwargs
 
 
