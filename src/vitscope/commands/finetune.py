@@ -13,7 +13,7 @@ _D = FinetuneConfig()
 
 
 def finetune(
-    model: Annotated[str, typer.Option(help="Model spec: timm:NAME, random:NAME, hf:REPO or PATH[@ARCH].")],
+    model: Annotated[str, typer.Option(help="Model spec: timm:NAME, random:NAME, hf:REPO, PATH or PATH@ARCH.")],
     train_data: Annotated[str, typer.Option(help="Labelled training images: class folder, .npz with labels, cifar10:train.")],
     val_data: Annotated[str, typer.Option(help="Labelled validation images (same classes).")],
     out: Annotated[Path, typer.Option(help="Output folder: checkpoint.pt (vitscope checkpoint) and finetune.json.")],

@@ -127,7 +127,8 @@ def extract_features(
     n_all, depth, dim = len(data), info.depth, info.embed_dim
     path = (lambda name: cache_dir / f"{name}.npy") if cache_dir is not None else (lambda name: None)
     blocks = {k: _storage((n_all, depth, dim), path(k)) for k in kinds}
-    pooled: np.ndarray | None = None
+    pooled_dim = int(getattr(model, "head_hidden_size", None) or getattr(model, "num_features", dim))
+    pooled = _storage((n_all, pooled_dim), path(FINAL_FEATURE))
     labels = np.zeros(n_all, dtype=np.int64)
 
     model = model.eval().to(device)
@@ -149,8 +150,6 @@ def extract_features(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 final = model.forward_head(model.forward_features(x), pre_logits=True)
             taps.check()
-            if pooled is None:
-                pooled = _storage((n_all, final.shape[-1]), path(FINAL_FEATURE))
             for k in kinds:
                 blocks[k][n:n + b] = batch_out[k].to("cpu", torch.float16).numpy()
             pooled[n:n + b] = final.float().to("cpu", torch.float16).numpy()
@@ -158,7 +157,6 @@ def extract_features(
             n += b
     if n == 0:
         raise VitscopeError(f"no readable image in '{data.spec}' ({skips.count} unreadable)")
-    assert pooled is not None
     feats = Features({k: v[:n] for k, v in blocks.items()}, pooled[:n], labels[:n], skips.messages)
     if cache_dir is not None:
         for arr in (*blocks.values(), pooled):

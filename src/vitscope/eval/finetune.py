@@ -22,6 +22,7 @@ draws the same batches, augmentations and mixup as an uninterrupted one.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -245,7 +246,8 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
         model.train()
         sampler = RandomSampler(train.dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
         loader = DataLoader(train.dataset, batch_size=bs, sampler=sampler, drop_last=True, collate_fn=collate,
-                            num_workers=workers if workers is not None else 0, pin_memory=device.type == "cuda")
+                            num_workers=workers if workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1)),
+                            pin_memory=device.type == "cuda")
         loss_sum, seen = 0.0, 0
         for i, batch in enumerate(tqdm(loader, disable=not progress, desc=f"epoch {epoch + 1}")):
             lr = warmup_cosine(epoch * steps + i, total, warmup, cfg.resolved_lr, cfg.min_lr)
