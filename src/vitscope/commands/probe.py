@@ -1,0 +1,63 @@
+"""``vitscope probe``: k-NN and linear probes after every block of a frozen ViT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vitscope.eval.features import TOKEN_FEATURES
+from vitscope.eval.knn import K, TEMPERATURE
+from vitscope.eval.linear_probe import OPTIMIZERS, ProbeTraining
+
+
+def probe(
+    model: Annotated[str, typer.Option(help="Model spec: timm:NAME, random:NAME, hf:REPO, PATH or PATH@ARCH.")],
+    train_data: Annotated[str, typer.Option(help="Labelled training images: class folder, .npz with labels, cifar10:train.")],
+    val_data: Annotated[str, typer.Option(help="Labelled validation images (same classes).")],
+    out: Annotated[Path, typer.Option(help="Output folder: probe.json, knn.png, linear.png, probe.pt, features/.")],
+    images: Annotated[Optional[int], typer.Option(help="Seeded random subset of the training images.")] = None,
+    val_images: Annotated[Optional[int], typer.Option(help="Seeded random subset of the validation images.")] = None,
+    knn: Annotated[bool, typer.Option("--knn/--no-knn", help="Weighted k-NN per block.")] = True,
+    linear: Annotated[bool, typer.Option("--linear/--no-linear", help="Linear probe per block.")] = True,
+    features: Annotated[str, typer.Option(help=f"Comma-separated token features of {list(TOKEN_FEATURES)}.")] = ",".join(TOKEN_FEATURES),
+    epochs: Annotated[int, typer.Option(help="Linear-probe epochs (the final epoch is reported).")] = 50,
+    batch_size: Annotated[int, typer.Option(help="Batch size of feature extraction and probe training.")] = 256,
+    optimizer: Annotated[str, typer.Option(help=f"Probe optimizer, one of {list(OPTIMIZERS)}.")] = "sgd",
+    lr: Annotated[Optional[float], typer.Option(help="Probe learning rate [default: 0.1 (sgd) or 1e-3 (adamw) × batch/256].")] = None,
+    weight_decay: Annotated[float, typer.Option(help="Probe weight decay.")] = 0.0,
+    k: Annotated[int, typer.Option("--k", help="Neighbours of the k-NN vote.")] = K,
+    temperature: Annotated[float, typer.Option(help="k-NN temperature T (weights exp(sim/T)).")] = TEMPERATURE,
+    save_probe: Annotated[bool, typer.Option("--save-probe", help="Write OUT/probe.pt (see --probe-at).")] = False,
+    probe_at: Annotated[str, typer.Option(
+        help="Which probe --save-probe writes: 'pooled' (final features) or FEATURE:BLOCK, e.g. cls:11.")] = "pooled",
+    cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features",
+                                                 help="Memory-map features under OUT/features and reuse them.")] = True,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:1, ...")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of subsets, random weights and probe training.")] = 0,
+) -> None:
+    """k-NN (k=20, T=0.07) and linear probes on CLS / GAP / GAP-without-prefix features of every block."""
+    from vitscope.eval.probe_run import ProbeRun, run_probe
+
+    run = ProbeRun(
+        model=model, train_data=train_data, val_data=val_data, out=out, images=images, val_images=val_images,
+        knn=knn, linear=linear, features=features, k=k, temperature=temperature,
+        training=ProbeTraining(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                               weight_decay=weight_decay, seed=seed),
+        batch_size=batch_size, device=device, save_probe=probe_at if save_probe else None, cache_features=cache_features,
+        workers=workers, seed=seed,
+    )
+    results = run_probe(run, progress=True)
+    for method in ("knn", "linear"):
+        if method in results:
+            acc = results[method]["accuracy"] if method == "knn" else \
+                {kind: r["accuracy"] for kind, r in results[method].items()}
+            for kind, values in acc.items():
+                typer.echo(f"{method:6s} {kind:13s} " + " ".join(f"{100 * v:5.1f}" for v in values))
+    typer.echo(f"results: {out / 'probe.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("probe")(probe)

@@ -1,0 +1,73 @@
+"""Labelled image sets for evaluation: every image must carry a class label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from vitscope.data import open_dataset, subset
+from vitscope.data.images import Transform
+from vitscope.errors import VitscopeError
+
+
+def labels_of(ds: Dataset) -> np.ndarray:
+    """Labels ``[N]`` of a data set from ``vitscope.data`` (``-1`` = unlabelled), through subsets."""
+    if isinstance(ds, Subset):
+        return labels_of(ds.dataset)[np.asarray(ds.indices, dtype=np.int64)]
+    labels = getattr(ds, "labels", None)
+    if labels is None:
+        raise VitscopeError(f"{type(ds).__name__} carries no labels")
+    return np.asarray(labels, dtype=np.int64)
+
+
+def classes_of(ds: Dataset) -> list[str]:
+    """Class names (folder names, CIFAR-10 names) or ``[]`` when the set does not name them."""
+    if isinstance(ds, Subset):
+        return classes_of(ds.dataset)
+    return list(getattr(ds, "classes", []) or [])
+
+
+@dataclass
+class LabelledSet:
+    """A data set with its spec, labels ``[N]`` and class names (``num_classes`` of them)."""
+
+    spec: str
+    dataset: Dataset
+    labels: np.ndarray
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def open_labelled(spec: str, transform: Transform, images: int | None = None, seed: int = 0) -> LabelledSet:
+    """Open ``spec`` (``vitscope.data.open_dataset``), take a seeded subset, require labels.
+
+    Raises :class:`VitscopeError` when any image lacks a label (flat folder, ``.npz``
+    without ``labels``), since probes, k-NN and fine-tuning all need them.
+    """
+    full = open_dataset(spec, transform)
+    if (labels_of(full) < 0).any():
+        raise VitscopeError(
+            f"data '{spec}' has no class labels: evaluation needs a folder with one sub-folder per class, "
+            "a .npz with a 'labels' array, or cifar10:train / cifar10:test"
+        )
+    ds = subset(full, images, seed)
+    labels = labels_of(ds)
+    classes = classes_of(full) or [str(c) for c in range(int(labels_of(full).max()) + 1)]
+    return LabelledSet(spec, ds, labels, classes)
+
+
+def check_same_classes(train: LabelledSet, val: LabelledSet) -> None:
+    """Train and validation sets must name the same classes in the same order."""
+    if train.classes != val.classes:
+        raise VitscopeError(
+            f"train data '{train.spec}' has classes {train.classes[:10]}{'...' if train.num_classes > 10 else ''} "
+            f"but validation data '{val.spec}' has {val.classes[:10]}{'...' if val.num_classes > 10 else ''}"
+        )
