@@ -20,7 +20,8 @@ import numpy as np
 import timm
 import torch
 
-from vitscope.analysis import METRICS, autocast, build_metrics, resolve_device, run_metrics
+from vitscope.analysis import METRICS, build_metrics, run_metrics
+from vitscope.runtime import autocast, resolve_device
 from vitscope.capture import Taps, vit_info
 from vitscope.data.images import Batch
 

@@ -1,35 +1,50 @@
-"""Results are files: self-describing JSON written atomically, read back by plots/reports."""
+"""Results are files: self-describing JSON and checkpoints, always written atomically.
+
+Every writer goes through a temporary file in the target folder, ``fsync`` and
+``os.replace``, so an interrupted run leaves the previous file or the new one, never half
+of one. Plots, comparisons and reports read these files back.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 
 def versions() -> dict[str, str]:
     """Versions of the software that produced a result."""
     import timm
-    import torch
 
     import vitscope
 
     return {"vitscope": vitscope.__version__, "torch": torch.__version__, "timm": timm.__version__,
-            "python": platform.python_version()}
+            "numpy": np.__version__, "python": platform.python_version()}
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder + fsync + rename."""
+def provenance(**fields: Any) -> dict[str, Any]:
+    """Where numbers came from: ``fields`` plus versions, UTC time and the command line."""
+    return {**fields, "versions": versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": list(sys.argv)}
+
+
+def _temp_then_replace(path: str | Path, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are ordinary shared files
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -38,21 +53,38 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    _temp_then_replace(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` atomically (a checkpoint is the old one or the new one, never torn)."""
+    _temp_then_replace(path, lambda f: torch.save(obj, f))
+
+
+def to_plain(obj: Any) -> Any:
+    """JSON-ready copy: arrays/tensors → lists, numpy scalars → numbers, paths → str, NaN/inf → None."""
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return to_plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_plain(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (NaN written as ``null``)."""
-    write_atomic(path, json.dumps(_finite(obj), indent=1, allow_nan=False).encode())
+    """Atomically write ``obj`` as strict, indented JSON (see :func:`to_plain`)."""
+    write_atomic(path, (json.dumps(to_plain(obj), indent=1, allow_nan=False) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:
     with open(path) as f:
         return json.load(f)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from vitscope.eval.results import plot_per_block, provenance, write_json
+from vitscope.eval.plots import plot_per_block
+from vitscope.results import provenance, write_json
 
 
 def test_write_json_is_atomic(tmp_path):

@@ -27,7 +27,8 @@ def analyze(
     """
     import torch
 
-    from vitscope.analysis import build_metrics, init_distributed, model_summary, run_metrics, shard
+    from vitscope.analysis import build_metrics, model_summary, run_metrics
+    from vitscope.runtime import init_distributed, shard
     from vitscope.data import make_loader, model_transform, open_dataset, subset
     from vitscope.data.transforms import model_data_config
     from vitscope.models import load

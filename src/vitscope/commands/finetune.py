@@ -39,11 +39,11 @@ def finetune(
 ) -> None:
     """Fine-tune (Park et al. Table A.1 recipe, scaled down); with --reinit, Park et al. Fig. F.3."""
     from vitscope.data import model_transform
-    from vitscope.eval.features import resolve_device
+    from vitscope.runtime import resolve_device
     from vitscope.eval.finetune import finetune as run_finetune
     from vitscope.eval.finetune import train_transform
     from vitscope.eval.labelled import check_same_classes, open_labelled
-    from vitscope.eval.results import provenance, write_json
+    from vitscope.results import provenance, write_json
     from vitscope.models import load
 
     cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,

@@ -33,7 +33,8 @@ from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import pool_tokens
 from vitscope.eval.labelled import LabelledSet
-from vitscope.eval.results import write_json
+from vitscope.results import write_json
+from vitscope.runtime import resolve_device
 
 TOKEN_FEATURES: tuple[str, ...] = ("cls", "gap", "gap_noprefix")
 FINAL_FEATURE = "pooled"
@@ -67,13 +68,6 @@ class Features:
     @property
     def num_images(self) -> int:
         return len(self.labels)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None → CUDA when available, else CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _storage(shape: tuple[int, ...], path: Path | None) -> np.ndarray:

@@ -44,7 +44,7 @@ from vitscope.data.transforms import model_data_config
 from vitscope.errors import VitscopeError
 from vitscope.eval.labelled import LabelledSet
 from vitscope.eval.reinit import parse_reinit, reinit_blocks
-from vitscope.eval.results import atomic_torch_save
+from vitscope.results import atomic_torch_save
 from vitscope.eval.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)

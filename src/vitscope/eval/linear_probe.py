@@ -27,7 +27,7 @@ from torch import nn
 
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import PROBE_FORMAT
-from vitscope.eval.results import atomic_torch_save
+from vitscope.results import atomic_torch_save
 from vitscope.eval.schedule import warmup_cosine
 
 OPTIMIZERS = ("sgd", "adamw")

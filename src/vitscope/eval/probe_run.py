@@ -26,12 +26,13 @@ import numpy as np
 from vitscope.capture import vit_info
 from vitscope.data import model_transform
 from vitscope.errors import VitscopeError
-from vitscope.eval.features import (FINAL_FEATURE, TOKEN_FEATURES, Features, extract_features, parse_features,
-                                    resolve_device)
+from vitscope.eval.features import FINAL_FEATURE, TOKEN_FEATURES, Features, extract_features, parse_features
+from vitscope.runtime import resolve_device
 from vitscope.eval.knn import K, TEMPERATURE, knn_accuracy_per_block
 from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file, save_probe
-from vitscope.eval.results import plot_per_block, provenance, write_json
+from vitscope.eval.plots import plot_per_block
+from vitscope.results import provenance, write_json
 from vitscope.models import load
 
 log = logging.getLogger(__name__)

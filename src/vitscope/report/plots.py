@@ -6,6 +6,7 @@ Each function takes ``runs``: a list of ``(label, metrics)`` where ``metrics`` i
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vitscope.results import write_atomic  # noqa: E402
+
 Runs = Sequence[tuple[str, dict[str, Any]]]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write ``fig`` as PNG atomically, close it; return the path."""
+    path = Path(path)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    tmp.replace(path)
+    write_atomic(path, buf.getvalue())
     return path
 
 
@@ -51,7 +56,7 @@ def plot_attention(runs: Runs, path: Path) -> Path:
                       (ax_e, "attention entropy (nats)")):
         ax.set(xlabel="depth (block 1…L)", title=title)
     ax_d.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_similarity(runs: Runs, path: Path) -> Path:
@@ -65,7 +70,7 @@ def plot_similarity(runs: Runs, path: Path) -> Path:
     for ax, title in zip(axes, ("heads", "before vs after attention", "tokens")):
         ax.set(xlabel="depth (block 1…L)", ylabel="cosine similarity", title=title)
     axes[0].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _depth_colorbar(ax: plt.Axes, depths: int) -> None:
@@ -100,7 +105,7 @@ def plot_spectrum(runs: Runs, path: Path) -> Path:
                 row[2].plot(np.arange(len(sv)), sv[:, 1], "-o", ms=3, label=f"{name}")
         row[2].set(xlabel="depth (0 = embedding)", ylabel="log 2nd-largest singular value", title=label)
         row[2].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_fourier(runs: Runs, path: Path) -> Path:
@@ -118,7 +123,7 @@ def plot_fourier(runs: Runs, path: Path) -> Path:
     axes[-1].set(xlabel="depth (0 = embedding)", ylabel=f"Δ log amplitude at {top:.3g}π",
                  title="high-frequency amplitude")
     axes[-1].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 PLOTS: dict[str, Callable[[Runs, Path], Path]] = {

@@ -9,8 +9,6 @@ decisions, one marker per model, a vertical line at each model's pooled shape bi
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +17,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vitscope.report.plots import save_figure  # noqa: E402
+
 MARKERS = "osD^v<>ph*"
 
 
 def _label(entry: dict[str, Any]) -> str:
     return entry["spec"] + (f" + {Path(entry['probe']).name}" if entry.get("probe") else "")
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
 
 
 def plot_noise_drop(results: dict[str, Any], path: Path) -> Path:
@@ -50,7 +38,7 @@ def plot_noise_drop(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("Accuracy drop (pp)")
     ax.set_title(f"Band noise: width {meta['band_width']}π, RMS {meta['strength']} ({meta['scale']})", fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_shape_bias(results: dict[str, Any], path: Path) -> Path:
@@ -75,7 +63,7 @@ def plot_shape_bias(results: dict[str, Any], path: Path) -> Path:
     ax.invert_xaxis()  # texture-biased to the right, as in Geirhos et al.
     ax.set_xlabel("Fraction of 'shape' decisions")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.0 / max(len(cats), 1)))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_all(results: dict[str, Any], out: Path) -> list[Path]:

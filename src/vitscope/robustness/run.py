@@ -9,27 +9,19 @@ the cue-conflict stimuli gives the decision counts. Results go to ``results.json
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
-import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
-import vitscope
 from vitscope.data.images import SkipLog, iterate, make_loader, open_dataset, subset
 from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
@@ -37,7 +29,9 @@ from vitscope.eval.classifier import classifier
 from vitscope.models.load import load
 from vitscope.robustness.cue_conflict import CueConflictImages, conflicting
 from vitscope.robustness.noise import BAND_NORMS, NOISE_SCALES, add_pixel_noise, band_limited_noise, band_mask
+from vitscope.results import provenance, read_json, to_plain, write_json
 from vitscope.robustness.plots import plot_all
+from vitscope.runtime import resolve_device
 from vitscope.robustness.shape_bias import (
     IMAGENET_NUM_CLASSES,
     CategoryMap,
@@ -99,19 +93,6 @@ class RobustnessConfig:
             raise VitscopeError(f"unknown band norm '{self.band_norm}'. Valid options are: {list(BAND_NORMS)}")
         if self.noise_scale not in NOISE_SCALES:
             raise VitscopeError(f"unknown noise scale '{self.noise_scale}'. Valid options are: {list(NOISE_SCALES)}")
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``name`` or, when None, ``cuda`` if available else ``cpu``; error for an unusable device."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise VitscopeError(f"unknown device '{name}': {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VitscopeError(f"device '{name}' asked for but CUDA is not available")
-    return dev
 
 
 def noise_seed(seed: int, batch: int, freq: int) -> int:
@@ -237,41 +218,6 @@ def _category_map(user_map: dict[str, list[str]] | None, stimulus_categories: li
                         "to map cue-conflict categories to its classes (e.g. --class-map airplane=airplane)")
 
 
-def provenance(cfg: RobustnessConfig, device: torch.device) -> dict[str, Any]:
-    return {
-        "config": asdict(cfg),
-        "device": str(device),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": sys.argv,
-        "versions": {"vitscope": vitscope.__version__, "torch": torch.__version__, "timm": timm.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
-    }
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf → None so the file is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(obj: Any, path: Path) -> None:
-    """Write strict JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(cfg: RobustnessConfig) -> dict[str, Any]:
     """Evaluate every model, write ``results.json`` and the plots into ``cfg.out``; return the results."""
     cfg.check()
@@ -285,7 +231,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
         stimulus_categories = sorted({s.shape for s in stimuli_ds.stimuli} | {s.texture for s in stimuli_ds.stimuli})
         if user_map:  # fail before any model runs
             check_map_categories(user_map, stimulus_categories)
-    results: dict[str, Any] = {"format": RESULTS_FORMAT, "version": 1, "provenance": provenance(cfg, device),
+    results: dict[str, Any] = {"format": RESULTS_FORMAT, "version": 1, "provenance": provenance(config=asdict(cfg), device=str(device)),
                                "models": []}
     for spec, probe in zip(cfg.models, probes):
         model = load(spec, seed=cfg.seed)
@@ -295,7 +241,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
         transform = model_transform(model)
         entry: dict[str, Any] = {"spec": getattr(model, "vitscope_spec", spec), "probe": probe,
                                  "num_classes": num_outputs, "class_names": class_names,
-                                 "data_config": _json_safe(model_data_config(model)), "seconds": {}}
+                                 "data_config": to_plain(model_data_config(model)), "seconds": {}}
         label = spec if probe is None else f"{spec} + {Path(probe).name}"
         cmap = None  # resolved before any image is run, so a bad map fails fast
         if stimuli_ds is not None:
@@ -318,7 +264,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
                             "band_norm": cfg.band_norm, "scale": cfg.noise_scale, "strength": cfg.noise_strength,
                             "units": "frequencies and band width in π; strength in pixel units (images in [0, 1])"}
     out = Path(cfg.out)
-    write_json_atomic(results, out / "results.json")
-    saved = json.loads((out / "results.json").read_text())
+    write_json(out / "results.json", results)
+    saved = read_json(out / "results.json")
     plot_all(saved, out)
     return saved
