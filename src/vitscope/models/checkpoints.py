@@ -37,7 +37,8 @@ from vitscope.models.converters import FORMATS, StateDict, detect_format
 SAFE_CONTAINERS = [argparse.Namespace, (OrderedDict, "yacs.config.CfgNode")]
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception message (library errors are often paragraphs)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
 
@@ -50,19 +51,19 @@ def read_checkpoint(path: Path) -> Mapping[str, Any]:
         try:
             return load_file(path)
         except (SafetensorError, OSError, ValueError) as e:
-            raise VitscopeError(f"checkpoint '{path}' is not a readable .safetensors file: {_first_line(e)}") from e
+            raise VitscopeError(f"checkpoint '{path}' is not a readable .safetensors file: {first_line(e)}") from e
     try:
         with torch.serialization.safe_globals(SAFE_CONTAINERS):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message is a paragraph; the line naming the refused object is the useful one.
         refused = [line.strip() for line in str(e).splitlines() if re.search(r"GLOBAL|[Uu]nsupported|Can only", line)]
-        what = refused[0] if refused else _first_line(e)
+        what = refused[0] if refused else first_line(e)
         raise VitscopeError(
             f"checkpoint '{path}' needs arbitrary Python objects to unpickle, which vitscope "
             f"refuses (torch.load weights_only=True): {what}") from e
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        raise VitscopeError(f"checkpoint '{path}' is not a readable PyTorch checkpoint: {_first_line(e)}") from e
+        raise VitscopeError(f"checkpoint '{path}' is not a readable PyTorch checkpoint: {first_line(e)}") from e
     if not isinstance(obj, Mapping):
         raise VitscopeError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a dict of weights")
     return obj
@@ -108,9 +109,9 @@ def _create(arch: str, **kwargs: Any) -> nn.Module:
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise VitscopeError(f"timm has no architecture '{arch}' (see `timm.list_models('vit_*')`)") from e
-        raise VitscopeError(f"could not build timm '{arch}' with {kwargs}: {_first_line(e)}") from e
+        raise VitscopeError(f"could not build timm '{arch}' with {kwargs}: {first_line(e)}") from e
     except (TypeError, ValueError, AssertionError) as e:
-        raise VitscopeError(f"could not build timm '{arch}' with {kwargs}: {_first_line(e)}") from e
+        raise VitscopeError(f"could not build timm '{arch}' with {kwargs}: {first_line(e)}") from e
 
 
 def build_for(state_dict: StateDict, arch: str | None, source: str) -> nn.Module:
@@ -122,7 +123,7 @@ def build_for(state_dict: StateDict, arch: str | None, source: str) -> nn.Module
         try:
             model = cls(**kwargs)
         except (TypeError, ValueError, AssertionError, RuntimeError) as e:
-            raise VitscopeError(f"{source}: no timm {cls.__name__} fits the inferred {kwargs}: {_first_line(e)}") from e
+            raise VitscopeError(f"{source}: no timm {cls.__name__} fits the inferred {kwargs}: {first_line(e)}") from e
     load_strict(model, state_dict, source)
     return model
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+from huggingface_hub.utils import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import SwiGLUPacked
@@ -32,7 +32,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from vitscope.errors import VitscopeError
-from vitscope.models.checkpoints import load_strict, read_checkpoint, set_data_config
+from vitscope.models.checkpoints import first_line, load_strict, read_checkpoint, set_data_config
 from vitscope.models.converters import StateDict
 
 MODEL_TYPES = ("vit", "vit_mae", "dinov2", "dinov2_with_registers")
@@ -157,13 +157,14 @@ class _Files:
             return path if path.is_file() else None
         try:
             return Path(hf_hub_download(self.repo, name))
-        except EntryNotFoundError:
-            return None
         except HFValidationError as e:
             raise VitscopeError(f"'{self.repo}' is neither a local directory nor a valid HF repo id") from e
+        except LocalEntryNotFoundError as e:  # offline and not cached (a subclass of the next)
+            raise VitscopeError(f"could not fetch '{name}' of HF repo '{self.repo}': {first_line(e)}") from e
+        except EntryNotFoundError:
+            return None
         except Exception as e:  # hub unreachable, repo missing or gated: one line for the user
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise VitscopeError(f"could not fetch '{name}' of HF repo '{self.repo}': {first}") from e
+            raise VitscopeError(f"could not fetch '{name}' of HF repo '{self.repo}': {first_line(e)}") from e
 
 
 def _read_weights(files: _Files) -> StateDict:
