@@ -40,13 +40,14 @@ def mae_decoder(width: int = WIDTH, dec: int = 32) -> dict[str, torch.Tensor]:
 
 
 def test_moco_v3(tmp_path):
-    model = tiny_vit()
-    momentum = tiny_vit(seed=5)
+    # moco-v3's vit_small: width 384 with 12 heads, not the standard 6 (one block keeps it small).
+    vit_small = dict(embed_dim=384, num_heads=12, depth=1, mlp_ratio=1.0)
+    model, momentum = tiny_vit(**vit_small), tiny_vit(seed=5, **vit_small)
     sd = {
         **prefixed(model.state_dict(), "module.base_encoder."),
-        **prefixed(moco_projector(WIDTH), "module.base_encoder.head."),
+        **prefixed(moco_projector(384), "module.base_encoder.head."),
         **prefixed(momentum.state_dict(), "module.momentum_encoder."),
-        **prefixed(moco_projector(WIDTH), "module.momentum_encoder.head."),
+        **prefixed(moco_projector(384), "module.momentum_encoder.head."),
         **prefixed(moco_projector(16, 32, 16), "module.predictor."),
     }
     ckpt = {"epoch": 300, "arch": "vit_small", "state_dict": sd,
@@ -55,7 +56,9 @@ def test_moco_v3(tmp_path):
                        "growth_interval": 2000, "_growth_tracker": 0}}
     path = save(ckpt, tmp_path / "vit-s-300ep.pth.tar")
     assert detect_format(torch.load(path, weights_only=True)) == "moco_v3"
-    assert_same_model(model, load(path))
+    loaded = load(path)
+    assert loaded.blocks[0].attn.num_heads == 12
+    assert_same_model(model, loaded)
 
 
 def test_mae_pretrain_with_decoder_and_args(tmp_path):

@@ -16,8 +16,8 @@ relative position table  ``[(2W-1)² + 3, H]``: the grid W and the number of hea
 =======================  ===================================================================
 
 The number of heads of a ``VisionTransformer`` leaves no trace in shapes; the standard
-one for the width is used (:data:`STANDARD_HEADS`, else head dim 64), unless the user names
-the architecture (``PATH@ARCH``).
+one for the width is used (:data:`STANDARD_HEADS`, or the release format's own table, else
+head dim 64), unless the user names the architecture (``PATH@ARCH``).
 """
 
 from __future__ import annotations
@@ -33,16 +33,13 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from vitscope.errors import VitscopeError
-from vitscope.models.converters import is_beit_layout
-
-# ViT-Ti, -S, -B, -L, -H (Dosovitskiy et al. 2021; Touvron et al. 2021).
-STANDARD_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
+from vitscope.models.converters import STANDARD_HEADS, is_beit_layout
 
 
-def standard_heads(embed_dim: int) -> int:
-    """Heads of the standard ViT of this width; head dim 64 for widths not in the table."""
-    if embed_dim in STANDARD_HEADS:
-        return STANDARD_HEADS[embed_dim]
+def standard_heads(embed_dim: int, heads: Mapping[int, int] = STANDARD_HEADS) -> int:
+    """Heads of the standard ViT of this width (``heads``); head dim 64 for other widths."""
+    if embed_dim in heads:
+        return heads[embed_dim]
     if embed_dim % 64 == 0:
         return embed_dim // 64
     raise VitscopeError(
@@ -91,8 +88,13 @@ def _head_kwargs(state_dict: Mapping[str, torch.Tensor], beit: bool) -> dict[str
     return dict(num_classes=num_classes, global_pool=pool, fc_norm=fc_norm)
 
 
-def infer_kwargs(state_dict: Mapping[str, torch.Tensor]) -> tuple[type[nn.Module], dict[str, Any]]:
-    """The timm class (``VisionTransformer`` or ``Beit``) and its kwargs for ``state_dict``."""
+def infer_kwargs(state_dict: Mapping[str, torch.Tensor],
+                 heads: Mapping[int, int] = STANDARD_HEADS) -> tuple[type[nn.Module], dict[str, Any]]:
+    """The timm class (``VisionTransformer`` or ``Beit``) and its kwargs for ``state_dict``.
+
+    ``heads`` maps width → number of heads where shapes cannot tell (a release format may
+    differ from the standard: MoCo v3's ViT-S has 12 heads).
+    """
     weight = _patch_embed(state_dict)
     embed_dim, in_chans, patch_h, patch_w = weight.shape
     hidden = state_dict.get("blocks.0.mlp.fc1.weight")
@@ -115,7 +117,7 @@ def infer_kwargs(state_dict: Mapping[str, torch.Tensor]) -> tuple[type[nn.Module
         if table is not None:
             grid = _grid_from_rel_table(table.shape[0])
         kwargs.update(
-            num_heads=table.shape[1] if table is not None else standard_heads(embed_dim),
+            num_heads=table.shape[1] if table is not None else standard_heads(embed_dim, heads),
             qkv_bias="blocks.0.attn.q_bias" in state_dict,
             init_values=0.1 if "blocks.0.gamma_1" in state_dict else None,
             use_abs_pos_emb="pos_embed" in state_dict,
@@ -124,7 +126,7 @@ def infer_kwargs(state_dict: Mapping[str, torch.Tensor]) -> tuple[type[nn.Module
         )
     else:
         kwargs.update(
-            num_heads=standard_heads(embed_dim),
+            num_heads=standard_heads(embed_dim, heads),
             qkv_bias="blocks.0.attn.qkv.bias" in state_dict,
             qk_norm="blocks.0.attn.q_norm.weight" in state_dict,
             init_values=1e-5 if "blocks.0.ls1.gamma" in state_dict else None,

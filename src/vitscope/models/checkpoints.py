@@ -30,7 +30,7 @@ from torch import nn
 
 from vitscope.errors import VitscopeError
 from vitscope.models.architecture import head_kwargs_for_arch, infer_kwargs
-from vitscope.models.converters import FORMATS, StateDict, detect_format
+from vitscope.models.converters import FORMATS, STANDARD_HEADS, StateDict, detect_format
 
 # (object, fully qualified name) pairs the weights-only unpickler may build; both are
 # plain attribute/key containers whose unpickling calls no user code.
@@ -114,12 +114,13 @@ def _create(arch: str, **kwargs: Any) -> nn.Module:
         raise VitscopeError(f"could not build timm '{arch}' with {kwargs}: {first_line(e)}") from e
 
 
-def build_for(state_dict: StateDict, arch: str | None, source: str) -> nn.Module:
+def build_for(state_dict: StateDict, arch: str | None, source: str,
+              heads: Mapping[int, int] = STANDARD_HEADS) -> nn.Module:
     """The timm model ``state_dict`` describes (or timm's ``arch`` with the file's head), loaded."""
     if arch:
         model = _create(arch, **head_kwargs_for_arch(state_dict))
     else:
-        cls, kwargs = infer_kwargs(state_dict)
+        cls, kwargs = infer_kwargs(state_dict, heads)
         try:
             model = cls(**kwargs)
         except (TypeError, ValueError, AssertionError, RuntimeError) as e:
@@ -143,7 +144,7 @@ def load_checkpoint(path: Path, arch: str | None = None) -> nn.Module:
         model = _create(arch or str(checkpoint.get("arch")), **arch_kwargs)
         load_strict(model, state_dict, source)
         return model
-    model = build_for(state_dict, arch, source)
+    model = build_for(state_dict, arch, source, fmt.heads)
     if not arch:
         set_data_config(model, fmt.mean, fmt.std)
     return model

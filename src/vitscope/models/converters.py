@@ -15,7 +15,7 @@ relative position bias tables).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +26,9 @@ from vitscope.errors import VitscopeError
 StateDict = dict[str, torch.Tensor]
 
 VITSCOPE_FORMAT = "vitscope-checkpoint"
+
+# Heads of the standard ViT-Ti, -S, -B, -L, -H by width (Dosovitskiy et al. 2021; Touvron et al. 2021).
+STANDARD_HEADS: dict[int, int] = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
 
 # Keys whose presence marks BEiT's layout (shared by SimMIM's ViT) rather than timm's ViT.
 BEIT_MARKERS = ("rel_pos_bias.", "relative_position_bias_table", ".attn.q_bias", ".gamma_1", "lm_head.")
@@ -113,7 +116,8 @@ class CheckpointFormat:
     """A release format: where its encoder weights sit and how to rename them.
 
     ``state_dict_key``: the entry of the saved dict holding the weights (``None``: the dict
-    itself). ``mean``/``std``: the normalisation its training code used.
+    itself). ``mean``/``std``: the normalisation its training code used. ``heads``: width →
+    number of heads of its models, which shapes cannot reveal.
     """
 
     name: str
@@ -121,11 +125,13 @@ class CheckpointFormat:
     convert: Callable[[Mapping[str, torch.Tensor]], StateDict]
     mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, ...] = IMAGENET_DEFAULT_STD
+    heads: Mapping[int, int] = field(default_factory=lambda: dict(STANDARD_HEADS))
 
 
 FORMATS: dict[str, CheckpointFormat] = {f.name: f for f in (
     CheckpointFormat("vitscope", "model", convert_timm),
-    CheckpointFormat("moco_v3", "state_dict", convert_moco_v3),
+    # moco-v3 vits.py: vit_small is 384 wide with 12 heads (head dim 32).
+    CheckpointFormat("moco_v3", "state_dict", convert_moco_v3, heads={**STANDARD_HEADS, 384: 12}),
     CheckpointFormat("dino", "teacher", convert_dino),
     CheckpointFormat("simmim", "model", convert_simmim),
     CheckpointFormat("beit", "model", convert_beit, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD),
