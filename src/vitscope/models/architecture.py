@@ -133,6 +133,7 @@ def infer_kwargs(state_dict: Mapping[str, torch.Tensor],
             class_token="cls_token" in state_dict,
             reg_tokens=prefix - int("cls_token" in state_dict),
             final_norm="norm.weight" in state_dict or "fc_norm.weight" in state_dict,
+            weight_init="skip",  # every weight is loaded next; timm's init costs seconds for a ViT-B
         )
     if "pos_embed" in state_dict:
         positions = state_dict["pos_embed"].shape[1]

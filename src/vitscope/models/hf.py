@@ -126,6 +126,7 @@ def timm_kwargs(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor
         num_heads=int(config["num_attention_heads"]), qkv_bias=bool(config.get("qkv_bias", True)),
         norm_layer=partial(nn.LayerNorm, eps=float(config.get("layer_norm_eps", 1e-12))), act_layer=act,
         num_classes=0 if head is None else head.shape[0], global_pool="token",
+        weight_init="skip",  # every weight is loaded next
     )
     if model_type in ("vit", "vit_mae"):
         kwargs["mlp_ratio"] = (int(config["intermediate_size"]) + 0.5) / width
