@@ -56,12 +56,13 @@ def read_checkpoint(path: Path) -> Mapping[str, Any]:
         with torch.serialization.safe_globals(SAFE_CONTAINERS):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message is a paragraph; the line naming the refused object is the useful one.
-        refused = [line.strip() for line in str(e).splitlines() if re.search(r"GLOBAL|[Uu]nsupported|Can only", line)]
-        what = refused[0] if refused else first_line(e)
+        # torch's message is a paragraph; name the refused object (or the refused operation).
+        refused = re.search(r"GLOBAL ([\w.]+)", str(e))
+        operation = [line.strip() for line in str(e).splitlines() if re.search(r"[Uu]nsupported|Can only", line)]
+        what = f"GLOBAL {refused.group(1)}" if refused else (operation or [first_line(e)])[0]
         raise VitscopeError(
-            f"checkpoint '{path}' needs arbitrary Python objects to unpickle, which vitscope "
-            f"refuses (torch.load weights_only=True): {what}") from e
+            f"checkpoint '{path}' needs arbitrary Python objects to unpickle ({what}), which vitscope "
+            f"refuses (torch.load weights_only=True); re-save its state dict") from e
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
         raise VitscopeError(f"checkpoint '{path}' is not a readable PyTorch checkpoint: {first_line(e)}") from e
     if not isinstance(obj, Mapping):
@@ -120,7 +121,10 @@ def build_for(state_dict: StateDict, arch: str | None, source: str,
     if arch:
         model = _create(arch, **head_kwargs_for_arch(state_dict))
     else:
-        cls, kwargs = infer_kwargs(state_dict, heads)
+        try:
+            cls, kwargs = infer_kwargs(state_dict, heads)
+        except VitscopeError as e:
+            raise VitscopeError(f"{source}: {e}") from e
         try:
             model = cls(**kwargs)
         except (TypeError, ValueError, AssertionError, RuntimeError) as e:
