@@ -286,7 +286,7 @@ def test_wrong_arch_is_a_shape_mismatch(tmp_path):
 
 def test_unknown_arch(tmp_path):
     path = save(tiny_vit().state_dict(), tmp_path / "m.pth")
-    one_line_error(path + "@vit_nonexistent_patch99", "timm has no architecture")
+    one_line_error(path + "@vit_nonexistent_patch99", "timm has no model")
 
 
 def test_nonstandard_width_asks_for_arch(tmp_path):

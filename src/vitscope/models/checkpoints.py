@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -31,16 +30,11 @@ from torch import nn
 from vitscope.errors import VitscopeError
 from vitscope.models.architecture import head_kwargs_for_arch, infer_kwargs
 from vitscope.models.converters import FORMATS, STANDARD_HEADS, StateDict, detect_format
+from vitscope.models.timm_factory import create_timm, first_line
 
 # (object, fully qualified name) pairs the weights-only unpickler may build; both are
 # plain attribute/key containers whose unpickling calls no user code.
 SAFE_CONTAINERS = [argparse.Namespace, (OrderedDict, "yacs.config.CfgNode")]
-
-
-def first_line(error: BaseException) -> str:
-    """The first non-empty line of an exception message (library errors are often paragraphs)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def read_checkpoint(path: Path) -> Mapping[str, Any]:
@@ -104,22 +98,11 @@ def set_data_config(model: nn.Module, mean: tuple[float, ...], std: tuple[float,
     )
 
 
-def _create(arch: str, **kwargs: Any) -> nn.Module:
-    try:
-        return timm.create_model(arch, pretrained=False, **kwargs)
-    except RuntimeError as e:
-        if "Unknown model" in str(e):
-            raise VitscopeError(f"timm has no architecture '{arch}' (see `timm.list_models('vit_*')`)") from e
-        raise VitscopeError(f"could not build timm '{arch}' with {kwargs}: {first_line(e)}") from e
-    except (TypeError, ValueError, AssertionError) as e:
-        raise VitscopeError(f"could not build timm '{arch}' with {kwargs}: {first_line(e)}") from e
-
-
 def build_for(state_dict: StateDict, arch: str | None, source: str,
               heads: Mapping[int, int] = STANDARD_HEADS) -> nn.Module:
     """The timm model ``state_dict`` describes (or timm's ``arch`` with the file's head), loaded."""
     if arch:
-        model = _create(arch, **head_kwargs_for_arch(state_dict))
+        model = create_timm(arch, pretrained=False, **head_kwargs_for_arch(state_dict))
     else:
         try:
             cls, kwargs = infer_kwargs(state_dict, heads)
@@ -145,7 +128,7 @@ def load_checkpoint(path: Path, arch: str | None = None) -> nn.Module:
         if checkpoint.get("version") != 1:
             raise VitscopeError(f"{source} has version {checkpoint.get('version')!r}; this vitscope reads version 1")
         arch_kwargs = checkpoint.get("arch_kwargs") or {}
-        model = _create(arch or str(checkpoint.get("arch")), **arch_kwargs)
+        model = create_timm(arch or str(checkpoint.get("arch")), pretrained=False, **arch_kwargs)
         load_strict(model, state_dict, source)
         return model
     model = build_for(state_dict, arch, source, fmt.heads)

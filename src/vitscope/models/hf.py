@@ -32,8 +32,9 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from vitscope.errors import VitscopeError
-from vitscope.models.checkpoints import first_line, load_strict, read_checkpoint, set_data_config
+from vitscope.models.checkpoints import load_strict, read_checkpoint, set_data_config
 from vitscope.models.converters import StateDict
+from vitscope.models.timm_factory import first_line
 
 MODEL_TYPES = ("vit", "vit_mae", "dinov2", "dinov2_with_registers")
 

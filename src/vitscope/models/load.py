@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from vitscope.errors import VitscopeError
+from vitscope.models.checkpoints import load_checkpoint
+from vitscope.models.timm_factory import create_timm
 
 SUPPORTED_SPECS = (
     "timm:NAME (pretrained timm weights, downloaded), random:NAME (random weights), "
@@ -65,19 +66,6 @@ def parse_spec(spec: str) -> Spec:
     raise VitscopeError(f"unknown model spec '{spec}': expected {SUPPORTED_SPECS}")
 
 
-def create_timm(name: str, *, pretrained: bool, **kwargs: object) -> nn.Module:
-    """``timm.create_model`` with a one-line error for an unknown name or failed download."""
-    base = name.split(".")[0]
-    if not timm.list_models(base) and base not in timm.list_models():
-        raise VitscopeError(f"timm has no model '{name}' (see `timm.list_models('vit_*')`)")
-    try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
-    except (OSError, RuntimeError, ValueError) as e:  # hub unreachable, bad tag, ...
-        from vitscope.models.checkpoints import first_line
-
-        raise VitscopeError(f"could not create timm model '{name}' (pretrained={pretrained}): {first_line(e)}") from e
-
-
 def load(spec: str, *, seed: int = 0) -> nn.Module:
     """Load any supported model spec as a timm ViT in eval mode (see module docstring).
 
@@ -94,8 +82,6 @@ def load(spec: str, *, seed: int = 0) -> nn.Module:
 
         model = load_hf(s.target)
     else:
-        from vitscope.models.checkpoints import load_checkpoint
-
         model = load_checkpoint(Path(s.target), arch=s.arch)
     if not hasattr(model, "blocks"):
         raise VitscopeError(f"'{spec}' is a {type(model).__name__}, not a Vision Transformer")
