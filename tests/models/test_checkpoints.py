@@ -294,6 +294,11 @@ def test_nonstandard_width_asks_for_arch(tmp_path):
     one_line_error(path, "PATH@ARCH")
 
 
+def test_clip_style_vit_asks_for_arch(tmp_path):
+    path = save(tiny_vit(pre_norm=True).state_dict(), tmp_path / "clip.pth")
+    one_line_error(path, "pre-norm .*PATH@ARCH")
+
+
 def test_missing_key_is_an_error(tmp_path):
     sd = tiny_vit().state_dict()
     del sd["blocks.1.attn.proj.bias"]

@@ -100,6 +100,9 @@ def infer_kwargs(state_dict: Mapping[str, torch.Tensor],
     hidden = state_dict.get("blocks.0.mlp.fc1.weight")
     if hidden is None:
         raise VitscopeError("not a timm ViT layout: block 0 has no 'mlp.fc1' layer")
+    if "norm_pre.weight" in state_dict:
+        raise VitscopeError("a pre-norm (CLIP-style) ViT: its LayerNorm eps and activation are not in the "
+                            "shapes; name the timm architecture with PATH@ARCH")
     beit = is_beit_layout(state_dict)
     kwargs: dict[str, Any] = dict(
         embed_dim=embed_dim, in_chans=in_chans, patch_size=(patch_h, patch_w),
