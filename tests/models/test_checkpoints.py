@@ -318,6 +318,11 @@ def test_unknown_spec():
     one_line_error("no/such/file.pth", "unknown model spec")
 
 
+def test_vitscope_checkpoint_without_weights(tmp_path):
+    ckpt = {"format": "vitscope-checkpoint", "version": 1, "arch": "vit_tiny_patch4_32", "arch_kwargs": {}}
+    one_line_error(save(ckpt, tmp_path / "empty.pt"), "no state dict of tensors under 'model'")
+
+
 def test_vitscope_checkpoint_of_newer_version(tmp_path):
     ckpt = {"format": "vitscope-checkpoint", "version": 2, "arch": "vit_tiny_patch4_32", "arch_kwargs": {},
             "model": tiny_vit().state_dict()}

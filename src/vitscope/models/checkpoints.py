@@ -119,15 +119,22 @@ def build_for(state_dict: StateDict, arch: str | None, source: str,
 def load_checkpoint(path: Path, arch: str | None = None) -> nn.Module:
     """A timm ViT with the weights of checkpoint ``path`` (any format in :data:`FORMATS`)."""
     checkpoint = read_checkpoint(path)
-    name = detect_format(checkpoint)
+    try:
+        name = detect_format(checkpoint)
+    except VitscopeError as e:
+        raise VitscopeError(f"checkpoint '{path}': {e}") from e
     fmt = FORMATS[name]
-    raw = checkpoint[fmt.state_dict_key] if fmt.state_dict_key else checkpoint
-    state_dict = fmt.convert(raw)
     source = f"checkpoint '{path}' ({name} format)"
+    raw = checkpoint.get(fmt.state_dict_key) if fmt.state_dict_key else checkpoint
+    if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise VitscopeError(f"{source} has no state dict of tensors under '{fmt.state_dict_key}'")
+    state_dict = fmt.convert(raw)
     if name == "vitscope":
         if checkpoint.get("version") != 1:
             raise VitscopeError(f"{source} has version {checkpoint.get('version')!r}; this vitscope reads version 1")
         arch_kwargs = checkpoint.get("arch_kwargs") or {}
+        if not isinstance(arch_kwargs, Mapping):
+            raise VitscopeError(f"{source}: 'arch_kwargs' must be a dict, got {type(arch_kwargs).__name__}")
         model = create_timm(arch or str(checkpoint.get("arch")), pretrained=False, **arch_kwargs)
         load_strict(model, state_dict, source)
         return model
