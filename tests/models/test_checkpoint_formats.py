@@ -101,7 +101,7 @@ def test_dino_released_backbone_is_a_plain_state_dict(tmp_path):
 
 
 def test_beit_pretrain_shared_rel_pos_bias(tmp_path):
-    model = tiny_beit(use_abs_pos_emb=False, use_shared_rel_pos_bias=True, use_fc_norm=False)
+    model = tiny_beit(use_abs_pos_emb=False, use_shared_rel_pos_bias=True, global_pool="token")
     sd = {**model.state_dict(), "mask_token": torch.zeros(1, 1, 64),
           "rel_pos_bias.relative_position_index": gen_relative_position_index((4, 4)),
           "lm_head.weight": torch.randn(8192, 64), "lm_head.bias": torch.zeros(8192)}
@@ -140,7 +140,7 @@ def yacs_cfgnode(monkeypatch):
 
 
 def test_simmim_encoder_with_yacs_config(tmp_path, yacs_cfgnode, monkeypatch):
-    model = tiny_beit(use_abs_pos_emb=False, use_shared_rel_pos_bias=True, use_fc_norm=False)
+    model = tiny_beit(use_abs_pos_emb=False, use_shared_rel_pos_bias=True, global_pool="token")
     stride = 8
     sd = {**prefixed(model.state_dict(), "encoder."), "encoder.mask_token": torch.zeros(1, 1, 64),
           "encoder.rel_pos_bias.relative_position_index": gen_relative_position_index((4, 4)),

@@ -81,9 +81,8 @@ def _head_kwargs(state_dict: Mapping[str, torch.Tensor], beit: bool) -> dict[str
     """num_classes and pooling, which also decide whether ``norm`` or ``fc_norm`` exists."""
     num_classes = state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0
     fc_norm = "fc_norm.weight" in state_dict
-    if beit:
-        pool = "avg" if fc_norm or num_classes == 0 else "token"
-        return dict(num_classes=num_classes, global_pool=pool, use_fc_norm=fc_norm)
+    if beit:  # timm's Beit has fc_norm exactly when it pools by average
+        return dict(num_classes=num_classes, global_pool="avg" if fc_norm else "token")
     pool = "avg" if fc_norm or "cls_token" not in state_dict else "token"
     return dict(num_classes=num_classes, global_pool=pool, fc_norm=fc_norm)
 
@@ -135,9 +134,10 @@ def infer_kwargs(state_dict: Mapping[str, torch.Tensor],
             init_values=1e-5 if "blocks.0.ls1.gamma" in state_dict else None,
             class_token="cls_token" in state_dict,
             reg_tokens=prefix - int("cls_token" in state_dict),
-            final_norm="norm.weight" in state_dict or "fc_norm.weight" in state_dict,
             weight_init="skip",  # every weight is loaded next; timm's init costs seconds for a ViT-B
         )
+    if not beit and "norm.weight" not in state_dict and "fc_norm.weight" not in state_dict:
+        kwargs["final_norm"] = False
     if "pos_embed" in state_dict:
         positions = state_dict["pos_embed"].shape[1]
         if (side := _square_side(positions - prefix)) is not None:
