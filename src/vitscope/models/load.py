@@ -8,8 +8,9 @@ Spec grammar (also printed by ``vitscope analyze --help``):
 ``hf:REPO_ID``       a Hugging Face ViT / ViT-MAE / DINOv2 checkpoint, converted to timm.
 ``PATH[@NAME]``      a checkpoint file; its format is detected from its keys (MoCo v3,
                      SimMIM, MAE, DINO, BEiT, timm state dict, ``.safetensors``, vitscope's
-                     own). ``@NAME`` names the timm architecture when the file does not
-                     imply it.
+                     own; see ``vitscope.models.converters``). The architecture is inferred
+                     from tensor shapes (``vitscope.models.architecture``); ``@NAME`` names
+                     the timm architecture instead (needed for non-standard head counts).
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from vitscope.errors import VitscopeError
+from vitscope.models.checkpoints import load_checkpoint
+from vitscope.models.timm_factory import create_timm
 
 SUPPORTED_SPECS = (
-    "timm:NAME (pretrained timm weights), random:NAME (random weights), "
-    "hf:REPO_ID (Hugging Face ViT / ViT-MAE / DINOv2), or PATH[@NAME] to a checkpoint: "
-    "MoCo v3, SimMIM, MAE, DINO, BEiT, timm state dict, .safetensors, vitscope's own"
+    "timm:NAME (pretrained timm weights, downloaded), random:NAME (random weights), "
+    "hf:REPO_ID or hf:/local/dir (Hugging Face ViT, ViT-MAE, DINOv2, DINOv2 with registers), "
+    "or PATH[@ARCH] to a checkpoint file, format detected from its keys: MoCo v3 (.pth.tar), "
+    "SimMIM, MAE (pretrained or fine-tuned), DINO (full or backbone), BEiT (pretrained or fine-tuned), "
+    "timm state dict, .safetensors, vitscope's own; @ARCH names the timm architecture "
+    "(else inferred from shapes, standard heads for the width)"
 )
 
 
@@ -61,18 +66,6 @@ def parse_spec(spec: str) -> Spec:
     raise VitscopeError(f"unknown model spec '{spec}': expected {SUPPORTED_SPECS}")
 
 
-def create_timm(name: str, *, pretrained: bool, **kwargs: object) -> nn.Module:
-    """``timm.create_model`` with a one-line error for an unknown name or failed download."""
-    base = name.split(".")[0]
-    if not timm.list_models(base) and base not in timm.list_models():
-        raise VitscopeError(f"timm has no model '{name}' (see `timm.list_models('vit_*')`)")
-    try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
-    except (OSError, RuntimeError, ValueError) as e:  # hub unreachable, bad tag, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise VitscopeError(f"could not create timm model '{name}' (pretrained={pretrained}): {first}") from e
-
-
 def load(spec: str, *, seed: int = 0) -> nn.Module:
     """Load any supported model spec as a timm ViT in eval mode (see module docstring).
 
@@ -89,8 +82,6 @@ def load(spec: str, *, seed: int = 0) -> nn.Module:
 
         model = load_hf(s.target)
     else:
-        from vitscope.models.checkpoints import load_checkpoint
-
         model = load_checkpoint(Path(s.target), arch=s.arch)
     if not hasattr(model, "blocks"):
         raise VitscopeError(f"'{spec}' is a {type(model).__name__}, not a Vision Transformer")

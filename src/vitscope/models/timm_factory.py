@@ -1,0 +1,27 @@
+"""``timm.create_model`` behind one-line errors, shared by every model source."""
+
+from __future__ import annotations
+
+import timm
+from torch import nn
+
+from vitscope.errors import VitscopeError
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception message (library errors are often paragraphs)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def create_timm(name: str, *, pretrained: bool, **kwargs: object) -> nn.Module:
+    """``timm.create_model`` with a one-line error for an unknown name, bad kwargs or failed download."""
+    base = name.split(".")[0]
+    if not timm.list_models(base) and base not in timm.list_models():
+        raise VitscopeError(f"timm has no model '{name}' (see `timm.list_models('vit_*')`)")
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError, TypeError, AssertionError) as e:  # hub unreachable, bad kwargs
+        shown = f" with {kwargs}" if kwargs else ""
+        raise VitscopeError(
+            f"could not create timm model '{name}'{shown} (pretrained={pretrained}): {first_line(e)}") from e
