@@ -100,8 +100,13 @@ def test_cuda_requested_without_gpu(tmp_path, images, monkeypatch, capsys):
 
 
 def test_python_dash_m_entry_point():
-    r = subprocess.run([sys.executable, "-m", "vitscope", "analyze", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "MoCo v3" in r.stdout
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "vitscope", "analyze", "--help"], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "400"})
+    assert r.returncode == 0
+    for fmt in ("MoCo v3", "SimMIM", "MAE", "DINO", "BEiT", "safetensors", "hf:"):
+        assert fmt in r.stdout
 
 
 def test_torchrun_two_processes_equal_one_process(tmp_path, images):
