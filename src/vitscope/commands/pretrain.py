@@ -60,14 +60,13 @@ def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain)
 
 
-if __name__ == "__main__":  # `python -m vitscope.commands.pretrain`: this command alone
+if __name__ == "__main__":  # `python -m vitscope.commands.pretrain --method ...`: this command alone
     import sys
 
     from vitscope.errors import VitscopeError
 
     standalone = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    register(standalone)
-    standalone.command("_")(lambda: None)  # keeps `pretrain` a named sub-command
+    standalone.command()(pretrain)
     try:
         standalone()
     except VitscopeError as e:
