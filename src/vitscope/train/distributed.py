@@ -97,14 +97,5 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
         return y
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside DDP and/or ``torch.compile`` wrappers."""
-    while True:
-        inner = getattr(module, "module", None) or getattr(module, "_orig_mod", None)
-        if inner is None:
-            return module
-        module = inner
-
-
-__all__ = ["Dist", "SyncBatchNorm1d", "gather_cat", "get_rank", "mean_over_processes", "setup", "unwrap",
+__all__ = ["Dist", "SyncBatchNorm1d", "gather_cat", "get_rank", "mean_over_processes", "setup",
            "world_size"]

@@ -39,7 +39,7 @@ from vitscope.models.load import create_timm, load
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
 from vitscope.train.config import PretrainConfig, lr_at, run_keys, momentum_at, resolve
-from vitscope.train.distributed import Dist, mean_over_processes, setup, unwrap
+from vitscope.train.distributed import Dist, mean_over_processes, setup
 from vitscope.train.encoder import ViTEncoder
 from vitscope.train.gpu_data import open_training_images
 from vitscope.train.hybrid import Hybrid, gradient_cosines
@@ -147,19 +147,73 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _state(cfg: PretrainConfig, arch: str, objective: nn.Module, encoder: ViTEncoder,
-           optimizer: torch.optim.Optimizer, epoch: int, step: int) -> dict[str, Any]:
-    return {
-        "arch": arch,
-        "arch_kwargs": {**cfg.model_kwargs, "num_classes": 0},
-        "model": {k: v.detach().cpu() for k, v in encoder.vit.state_dict().items()},
-        "objective": {k: v.detach().cpu() for k, v in objective.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
-        "step": step,
-        "rng": checkpoint.rng_state(),
-        "config": asdict(cfg),
-    }
+class Trainer:
+    """Objective, optimiser and step of one process; :meth:`step` is one training step, no host sync."""
+
+    def __init__(self, cfg: PretrainConfig, d: Dist) -> None:
+        self.cfg, self.d = cfg, d
+        vit, self.arch = build_vit(cfg.model, seed=cfg.seed, drop_path=cfg.drop_path, kwargs=cfg.model_kwargs)
+        data_cfg = timm.data.resolve_model_data_config(vit)
+        self.encoder = ViTEncoder(vit, local_attention=cfg.local_attention, sincos_pos=cfg.sincos_pos,
+                                  frozen_patch_embed=bool(cfg.frozen_patch_embed))
+        self.objective = build_objective(cfg, self.encoder).to(d.device)
+        self.mean = torch.tensor(data_cfg["mean"], device=d.device)
+        self.std = torch.tensor(data_cfg["std"], device=d.device)
+        cuda = d.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.objective, float(cfg.weight_decay or 0.0)), lr=float(cfg.lr or 0.0),
+            betas=(0.9, float(cfg.beta2 or 0.999)), **({"fused": True} if cuda else {}))
+        model: nn.Module = self.objective
+        if d.world > 1:
+            model = nn.parallel.DistributedDataParallel(self.objective, device_ids=[d.device.index] if cuda else None)
+        self.model = torch.compile(model) if cfg.compile else model
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
+        self.autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+        self.groups = self.encoder.block_groups() if isinstance(self.objective, Hybrid) else {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+
+    def state(self, epoch: int, step: int) -> dict[str, Any]:
+        """Everything a checkpoint holds (vitscope format + training state)."""
+        return {
+            "arch": self.arch,
+            "arch_kwargs": {**self.cfg.model_kwargs, "num_classes": 0},
+            "model": {k: v.detach().cpu() for k, v in self.encoder.vit.state_dict().items()},
+            "objective": {k: v.detach().cpu() for k, v in self.objective.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "rng": checkpoint.rng_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def step(self, images: torch.Tensor, step: int, steps_per_epoch: int
+             ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """One step on this process's uint8 ``images``: (detached outputs, gradient cosines if measured)."""
+        cfg, d = self.cfg, self.d
+        lo = d.rank * (cfg.batch_size // d.world)
+        rnd = BatchRandom(cfg.seed, step, cfg.batch_size, lo, lo + len(images), d.device)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr_at(step, steps_per_epoch, cfg)
+        if hasattr(self.objective, "update_momentum"):
+            self.objective.update_momentum(momentum_at(step, cfg.epochs * steps_per_epoch, cfg.moco_m))
+        with torch.no_grad():
+            views = self.objective.make_views(images, rnd, self.mean, self.std)
+        with self.autocast():
+            outputs = self.model(*views)
+        cos = {}
+        if self.groups and step % cfg.grad_cos_every == 0:
+            measured = gradient_cosines(outputs["loss_mim"], outputs["loss_cl"], self.groups)
+            cos = {f"grad_cos/{k}": float(v) for k, v in measured.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs["loss"].backward()
+        if cfg.clip_grad > 0:
+            nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.clip_grad)
+        self.optimizer.step()
+        return {k: v.detach() for k, v in outputs.items()}, cos
 
 
 def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
@@ -178,70 +232,31 @@ def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
         raise VitscopeError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
     cfg = resolve(cfg)
     _seed_all(cfg.seed)
-
-    vit, arch = build_vit(cfg.model, seed=cfg.seed, drop_path=cfg.drop_path, kwargs=cfg.model_kwargs)
-    data_cfg = timm.data.resolve_model_data_config(vit)
-    encoder = ViTEncoder(vit, local_attention=cfg.local_attention, sincos_pos=cfg.sincos_pos,
-                         frozen_patch_embed=bool(cfg.frozen_patch_embed))
-    objective = build_objective(cfg, encoder).to(d.device)
-    mean = torch.tensor(data_cfg["mean"], device=d.device)
-    std = torch.tensor(data_cfg["std"], device=d.device)
+    trainer = Trainer(cfg, d)
     data = open_training_images(
         cfg.data, d.device, batch_size=cfg.batch_size, rank=d.rank, world=d.world, seed=cfg.seed,
         num_images=cfg.num_images, on_device=cfg.data_on_device,
-        load_size=cfg.load_size or round(encoder.img_size * 8 / 7), workers=cfg.workers)
+        load_size=cfg.load_size or round(trainer.encoder.img_size * 8 / 7), workers=cfg.workers)
     spe = data.steps_per_epoch
     total = cfg.epochs * spe
-    cuda = d.device.type == "cuda"
-    optimizer = torch.optim.AdamW(param_groups(objective, float(cfg.weight_decay or 0.0)), lr=float(cfg.lr or 0.0),
-                                  betas=(0.9, float(cfg.beta2 or 0.999)), **({"fused": True} if cuda else {}))
     start_epoch, step = 0, 0
     if state is not None:
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        checkpoint.set_rng_state(state["rng"])
+        trainer.load_state(state)
         start_epoch, step = int(state["epoch"]), int(state["step"])
-    model: nn.Module = objective
-    if d.world > 1:
-        model = nn.parallel.DistributedDataParallel(objective, device_ids=[d.device.index] if cuda else None)
-    if cfg.compile:
-        model = torch.compile(model)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
-    autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
-
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", cfg.to_json())
     runlog = RunLog(out, d.main, cfg.tensorboard, keep_until_step=step if resume else None)
-    groups = encoder.block_groups() if isinstance(objective, Hybrid) else {}
-    local = cfg.batch_size // d.world
     bar = tqdm(total=total, initial=step, disable=not d.main, unit="step", dynamic_ncols=True)
     sums: dict[str, torch.Tensor] = {}
     extra: dict[str, float] = {}
     count, tick, last = 0, time.perf_counter(), {}
     for epoch in range(start_epoch, cfg.epochs):
         for images in data.epoch(epoch):
-            lo = d.rank * local
-            rnd = BatchRandom(cfg.seed, step, cfg.batch_size, lo, lo + len(images), d.device)
-            lr = lr_at(step, spe, cfg)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            if hasattr(objective, "update_momentum"):
-                objective.update_momentum(momentum_at(step, total, cfg.moco_m))
-            with torch.no_grad():
-                views = objective.make_views(images, rnd, mean, std)
-            with autocast():
-                outputs = model(*views)
-            if groups and step % cfg.grad_cos_every == 0:
-                cos = gradient_cosines(outputs["loss_mim"], outputs["loss_cl"], groups)
-                extra.update({f"grad_cos/{k}": float(v) for k, v in cos.items()})
-            optimizer.zero_grad(set_to_none=True)
-            outputs["loss"].backward()
-            if cfg.clip_grad > 0:
-                nn.utils.clip_grad_norm_(objective.parameters(), cfg.clip_grad)
-            optimizer.step()
+            outputs, cos = trainer.step(images, step, spe)
+            extra.update(cos)
             for k, v in outputs.items():
-                sums[k] = sums.get(k, 0) + v.detach().float()
+                sums[k] = sums.get(k, 0) + v.float()
             count += 1
             step += 1
             bar.update(1)
@@ -249,22 +264,22 @@ def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
                 means = {k: float(mean_over_processes(v / count)) for k, v in sums.items()}
                 now = time.perf_counter()
                 ips = count * cfg.batch_size / (now - tick)
-                last = {"step": step, "epoch": step / spe, "lr": lr, **means, "img_per_s": ips, **extra,
-                        "time": time.time()}
+                last = {"step": step, "epoch": step / spe, "lr": lr_at(step - 1, spe, cfg), **means,
+                        "img_per_s": ips, **extra, "time": time.time()}
                 runlog.write(last)
                 bar.set_postfix(loss=f"{means['loss']:.4f}", img_s=f"{ips:,.0f}")
                 sums, extra, count, tick = {}, {}, 0, now
         done = epoch + 1
-        if done % cfg.save_every == 0 or done == cfg.epochs or (cfg.keep_every and done % cfg.keep_every == 0):
-            if d.main:
-                st = _state(cfg, arch, objective, encoder, optimizer, done, step)
-                if done % cfg.save_every == 0 or done == cfg.epochs:
-                    checkpoint.save(ckpt_path, st)
-                if cfg.keep_every and done % cfg.keep_every == 0:
-                    checkpoint.save(out / f"checkpoint-epoch{done}.pt", st)
-            if d.world > 1:
-                dist.barrier()
+        save = done % cfg.save_every == 0 or done == cfg.epochs
+        keep = bool(cfg.keep_every) and done % cfg.keep_every == 0
+        if (save or keep) and d.main:
+            st = trainer.state(done, step)
+            if save:
+                checkpoint.save(ckpt_path, st)
+            if keep:
+                checkpoint.save(out / f"checkpoint-epoch{done}.pt", st)
+        if (save or keep) and d.world > 1:
+            dist.barrier()
     bar.close()
     runlog.close()
     return last
-
