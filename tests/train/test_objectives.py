@@ -65,6 +65,9 @@ def test_moco_momentum_update_and_loss(tiny_vit):
     model.update_momentum(0.9)
     torch.testing.assert_close(model.momentum_encoder.vit.blocks[0].attn.qkv.weight, 0.9 * before + 0.1 * online)
     v1, v2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    # both views share one encoder pass; the heads (BatchNorm) still see one view at a time
+    alone = model.predictor(model.projector(model.encoder.pooled(model.encoder(v2))))
+    torch.testing.assert_close(model.queries(v1, v2)[1], alone, atol=1e-5, rtol=1e-4)
     loss = model(v1, v2)["loss"]
     loss.backward()
     assert loss.item() > 0 and model.encoder.vit.blocks[0].attn.qkv.weight.grad is not None

@@ -80,18 +80,22 @@ class MoCoV3(nn.Module):
         target = [p for mod in (self.momentum_encoder, self.momentum_projector) for p in mod.parameters()]
         torch._foreach_lerp_(target, online, 1.0 - m)
 
-    def queries(self, view: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.projector(self.encoder.pooled(self.encoder(view))))
+    def queries(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictor outputs of both views. The encoder (LayerNorm only) runs once on both views
+        concatenated; the heads run per view so BatchNorm sees each view's batch, as officially."""
+        f1, f2 = self.encoder.pooled(self.encoder(torch.cat([v1, v2]))).chunk(2)
+        return self.predictor(self.projector(f1)), self.predictor(self.projector(f2))
 
     @torch.no_grad()
-    def keys(self, view: torch.Tensor) -> torch.Tensor:
+    def keys(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.momentum_encoder
-        return self.momentum_projector(enc.pooled(enc(view)))
+        f1, f2 = enc.pooled(enc(torch.cat([v1, v2]))).chunk(2)
+        return self.momentum_projector(f1), self.momentum_projector(f2)
 
     def contrastive_loss(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
         """Symmetric MoCo v3 loss ``ctr(q1, k2) + ctr(q2, k1)`` with keys gathered over processes."""
-        q1, q2 = self.queries(v1), self.queries(v2)
-        k1, k2 = gather_cat(self.keys(v1)), gather_cat(self.keys(v2))
+        q1, q2 = self.queries(v1, v2)
+        k1, k2 = (gather_cat(k) for k in self.keys(v1, v2))
         offset = get_rank() * len(q1)
         return info_nce(q1, k2, self.temperature, offset) + info_nce(q2, k1, self.temperature, offset)
 
