@@ -175,3 +175,13 @@ def test_local_window_mask_hand_case_and_locality(tiny_vit):
     noise = torch.rand(2, 16)
     model = MAE(ViTEncoder(tiny_vit(), local_attention=3), decoder_dim=16, decoder_depth=1, decoder_heads=2)
     assert model.forward_encoder(torch.randn(2, 3, 16, 16), noise)[0].shape == (2, 5, 32)
+
+
+def test_hybrid_with_mae(tiny_vit):
+    enc = ViTEncoder(tiny_vit())
+    hybrid = Hybrid(MoCoV3(enc, dim=8, mlp_dim=16), MAE(enc, decoder_dim=16, decoder_depth=1, decoder_heads=2), 0.5)
+    v = torch.randn(4, 3, 16, 16)
+    out = hybrid(v, v.flip(-1), v, torch.rand(4, 16))
+    torch.testing.assert_close(out["loss"], 0.5 * out["loss_mim"] + 0.5 * out["loss_cl"])
+    out["loss"].backward()
+    assert hybrid.mim.decoder_pred.weight.grad is not None and hybrid.cl.predictor[0].weight.grad is not None

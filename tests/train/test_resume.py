@@ -63,3 +63,14 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert [r["step"] for r in log_b] == list(range(1, 17))  # lost steps dropped, no duplicates
     assert [r["loss"] for r in log_b] == [r["loss"] for r in log_a]
     assert any("grad_cos/all" in r for r in log_a)
+
+    # the checkpoint is a model spec: vitscope.models.load gives the trained encoder
+    try:
+        import vitscope.models.checkpoints  # noqa: F401  (the file-format loaders)
+    except ImportError:
+        return
+    from vitscope.models import load
+
+    encoder = load(str(tmp_path / "a" / "checkpoint.pt"))
+    for k, v in encoder.state_dict().items():
+        torch.testing.assert_close(v, a["model"][k], msg=k)

@@ -79,6 +79,7 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or world_size() == 1:
             return super().forward(x)
+        x = x.float()  # statistics in fp32 also under bf16 autocast
         stats = torch.cat([x.sum(0), (x * x).sum(0), x.new_full((1,), x.shape[0])])
         stats = dist_fn.all_reduce(stats)
         d = x.shape[1]

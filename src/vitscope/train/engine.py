@@ -178,11 +178,16 @@ class Trainer:
 
     def state(self, epoch: int, step: int) -> dict[str, Any]:
         """Everything a checkpoint holds (vitscope format + training state)."""
+        on_cpu: dict[int, torch.Tensor] = {}  # one CPU copy per tensor: shared modules stored once
+
+        def cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: on_cpu.setdefault(id(v), v.detach().cpu()) for k, v in sd.items()}
+
         return {
             "arch": self.arch,
             "arch_kwargs": {**self.cfg.model_kwargs, "num_classes": 0},
-            "model": {k: v.detach().cpu() for k, v in self.encoder.vit.state_dict().items()},
-            "objective": {k: v.detach().cpu() for k, v in self.objective.state_dict().items()},
+            "model": cpu(self.encoder.vit.state_dict(keep_vars=True)),
+            "objective": cpu(self.objective.state_dict(keep_vars=True)),
             "optimizer": self.optimizer.state_dict(),
             "epoch": epoch,
             "step": step,
