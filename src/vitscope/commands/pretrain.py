@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import typer
 
+from vitscope.errors import VitscopeError
 from vitscope.train.config import (PretrainConfig, apply_overrides, check_resume, load_config_file,
                                      parse_set)
 
@@ -47,8 +48,10 @@ def pretrain(
         num_images=num_images, seed=seed, device=device).items() if v is not None})
     overrides.update(parse_set(set_))
     if resume:
-        run = Path(overrides.get("out", PretrainConfig.out))
-        cfg = check_resume(load_config_file(run / "config.json"), overrides)
+        saved = Path(overrides.get("out", PretrainConfig.out)) / "config.json"
+        if not saved.is_file():
+            raise VitscopeError(f"--resume: no run to continue ({saved} is missing); start it without --resume")
+        cfg = check_resume(load_config_file(saved), overrides)
     else:
         cfg = apply_overrides(PretrainConfig(), overrides, "the options")
     last = train(cfg, resume=resume)
@@ -62,8 +65,6 @@ def register(app: typer.Typer) -> None:
 
 if __name__ == "__main__":  # `python -m vitscope.commands.pretrain --method ...`: this command alone
     import sys
-
-    from vitscope.errors import VitscopeError
 
     standalone = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
     standalone.command()(pretrain)

@@ -102,13 +102,13 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 class RunLog:
     """``log.jsonl`` (+ TensorBoard when installed) on the main process."""
 
-    def __init__(self, out: Path, enabled: bool, tensorboard: bool, keep_until_step: int | None) -> None:
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool, keep_until_step: int) -> None:
         self.path = out / "log.jsonl"
         self.enabled = enabled
         self.writer = None
         if not enabled:
             return
-        if keep_until_step is not None and self.path.exists():  # resumed: drop lines of the lost work
+        if self.path.exists():  # resumed or restarted: drop the lines of lost work
             lines = [ln for ln in self.path.read_text().splitlines()
                      if ln.strip() and json.loads(ln).get("step", 0) <= keep_until_step]
             self.path.write_text("".join(ln + "\n" for ln in lines))
@@ -227,9 +227,9 @@ def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
     state = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise VitscopeError(f"--resume: no {CHECKPOINT} in {out}")
+    if resume and not ckpt_path.is_file():  # killed before its first checkpoint: start over
+        log.warning("--resume: no %s in %s yet, starting from the beginning", CHECKPOINT, out)
+    elif resume:
         state = checkpoint.load(ckpt_path)
         if run_keys(resolve(cfg)) != run_keys(state["config"]):
             raise VitscopeError(f"--resume: the settings differ from those saved in {ckpt_path}")
@@ -251,7 +251,7 @@ def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", cfg.to_json())
-    runlog = RunLog(out, d.main, cfg.tensorboard, keep_until_step=step if resume else None)
+    runlog = RunLog(out, d.main, cfg.tensorboard, keep_until_step=step)
     bar = tqdm(total=total, initial=step, disable=not d.main, unit="step", dynamic_ncols=True)
     sums: dict[str, torch.Tensor] = {}
     extra: dict[str, float] = {}
