@@ -38,7 +38,7 @@ from vitscope.errors import VitscopeError
 from vitscope.models.load import create_timm, load
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
-from vitscope.train.config import PretrainConfig, lr_at, run_keys, momentum_at, resolve
+from vitscope.train.config import PretrainConfig, lr_at, momentum_at, resolve, run_keys
 from vitscope.train.distributed import Dist, mean_over_processes, setup
 from vitscope.train.encoder import ViTEncoder
 from vitscope.train.gpu_data import open_training_images
@@ -133,6 +133,14 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _step_of(line: str) -> float:
+    """The step of a log line; infinity for a line that is not a complete JSON record."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def _write_json(path: Path, text: str) -> None:
