@@ -41,6 +41,7 @@ def test_two_processes_match_one(tmp_path):
     np.savez(data, images=rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8))
     one, two = run(tmp_path / "one", data, 1), run(tmp_path / "two", data, 2)
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
+    assert "grad_cos/all" in one[0] and "grad_cos/all" in two[2]  # measured at steps 0 and 2
     for a, b in zip(one, two):
         for key in ("loss", "loss_cl", "loss_mim"):
             assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)
