@@ -7,9 +7,7 @@ gradient-cosine log (autograd.grad under DDP).
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +15,26 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from tests.train.test_resume import SRC, TINY
-
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
 
 
-def run(out: Path, data: Path, procs: int) -> list[dict]:
-    args = ["-m", "vitscope.commands.pretrain", "--method", "hybrid", "--model", "vit_tiny_patch4_32",
+def run(cli, out: Path, data: Path, procs: int) -> list[dict]:
+    args = [*cli.module, "--method", "hybrid", "--model", "vit_tiny_patch4_32",
             "--data", str(data), "--epochs", "1", "--batch-size", "16", "--out", str(out), "--device", "cpu",
-            "--set", f"model_kwargs={TINY}", "--set", "moco_mlp_dim=32", "--set", "moco_dim=16", "--set", "log_every=1",
+            "--set", f"model_kwargs={cli.tiny}", "--set", "moco_mlp_dim=32", "--set", "moco_dim=16", "--set", "log_every=1",
             "--set", "grad_cos_every=2", "--set", "workers=0", "--set", "tensorboard=false", "--lr", "1e-3",
             "--set", "warmup_epochs=0"]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launch + args, env=env, capture_output=True, text=True, timeout=300)
+    launch = [cli.python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
+    done = subprocess.run(launch + args, env=cli.env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one(tmp_path):
+def test_two_processes_match_one(tmp_path, cli):
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"
     np.savez(data, images=rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8))
-    one, two = run(tmp_path / "one", data, 1), run(tmp_path / "two", data, 2)
+    one, two = run(cli, tmp_path / "one", data, 1), run(cli, tmp_path / "two", data, 2)
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
     assert "grad_cos/all" in one[0] and "grad_cos/all" in two[2]  # measured at steps 0 and 2
     for a, b in zip(one, two):

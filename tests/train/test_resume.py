@@ -1,30 +1,13 @@
 """A real `vitscope pretrain` subprocess killed with SIGKILL resumes to the uninterrupted result."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-SRC = Path(__file__).parents[2] / "src"
-TINY = '{"img_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2}'
-
-
-def pretrain_cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "vitscope.commands.pretrain", "--method", "hybrid", "--model", "vit_tiny_patch4_32",
-            "--data", str(data), "--epochs", "4", "--batch-size", "16", "--out", str(out), "--save-every", "1",
-            "--device", "cpu", "--lambda", "0.5", "--set", f"model_kwargs={TINY}", "--set", "moco_mlp_dim=32",
-            "--set", "moco_dim=16", "--set", "log_every=1", "--set", "grad_cos_every=3", "--set", "workers=0",
-            "--set", "drop_path=0.1", "--set", "tensorboard=false", *extra]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
 
 
 def logged_steps(out: Path) -> int:
@@ -33,7 +16,15 @@ def logged_steps(out: Path) -> int:
     return max((json.loads(ln)["step"] for ln in lines if ln.endswith("}")), default=0)
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, cli):
+    def pretrain_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+        return [cli.python, *cli.module, "--method", "hybrid", "--model", "vit_tiny_patch4_32",
+                "--data", str(data), "--epochs", "4", "--batch-size", "16", "--out", str(out), "--save-every", "1",
+                "--device", "cpu", "--lambda", "0.5", "--set", f"model_kwargs={cli.tiny}", "--set", "moco_mlp_dim=32",
+                "--set", "moco_dim=16", "--set", "log_every=1", "--set", "grad_cos_every=3", "--set", "workers=0",
+                "--set", "drop_path=0.1", "--set", "tensorboard=false", *extra]
+
+    env = cli.env
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"
     np.savez(data, images=rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8))
