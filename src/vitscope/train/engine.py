@@ -108,10 +108,9 @@ class RunLog:
         self.writer = None
         if not enabled:
             return
-        if self.path.exists():  # resumed or restarted: drop the lines of lost work
-            lines = [ln for ln in self.path.read_text().splitlines()
-                     if ln.strip() and json.loads(ln).get("step", 0) <= keep_until_step]
-            self.path.write_text("".join(ln + "\n" for ln in lines))
+        if self.path.exists():  # resumed or restarted: drop the lines of lost work (and a torn last line)
+            kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= keep_until_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
