@@ -188,7 +188,10 @@ class Trainer:
         on_cpu: dict[int, torch.Tensor] = {}  # one CPU copy per tensor: shared modules stored once
 
         def cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {k: on_cpu.setdefault(id(v), v.detach().cpu()) for k, v in sd.items()}
+            for v in sd.values():
+                if id(v) not in on_cpu:
+                    on_cpu[id(v)] = v.detach().cpu()
+            return {k: on_cpu[id(v)] for k, v in sd.items()}
 
         return {
             "arch": self.arch,
