@@ -35,6 +35,8 @@ def setup(device: str = "auto") -> Dist:
         dev = torch.device("cuda", local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts (loss logits, BN statistics)
+        torch.backends.cudnn.allow_tf32 = True
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Dist(rank, world, local, dev)
