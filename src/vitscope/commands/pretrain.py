@@ -19,17 +19,21 @@ from vitscope.train.config import (PretrainConfig, apply_overrides, check_resume
 
 
 def pretrain(
-    method: Optional[str] = typer.Option(None, help="moco | simmim | mae | hybrid"),
-    model: Optional[str] = typer.Option(None, help="timm name (fresh weights), random:NAME, timm:NAME or a checkpoint"),
-    data: Optional[str] = typer.Option(None, help="image folder, FILE.npz, or cifar10[:train|test]"),
-    epochs: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None, help="global batch size (all processes)"),
+    method: Optional[str] = typer.Option(None, help="moco | simmim | mae | hybrid (default moco)"),
+    model: Optional[str] = typer.Option(
+        None, help="timm name (fresh weights), random:NAME, timm:NAME or a checkpoint (default vit_tiny_patch4_32)"),
+    data: Optional[str] = typer.Option(
+        None, help="image folder, FILE.npz, or cifar10[:train|test] (default cifar10:train)"),
+    epochs: Optional[int] = typer.Option(None, help="(default 100)"),
+    batch_size: Optional[int] = typer.Option(None, help="global batch size (all processes) (default 512)"),
     lr: Optional[float] = typer.Option(None, help="peak learning rate (default: base lr × batch / 256)"),
-    lam: Optional[float] = typer.Option(None, "--lambda", help="hybrid weight λ: L = (1-λ)·L_MIM + λ·L_CL"),
+    lam: Optional[float] = typer.Option(
+        None, "--lambda", help="hybrid weight λ: L = (1-λ)·L_MIM + λ·L_CL (default 0.5)"),
     mim: Optional[str] = typer.Option(None, help="hybrid's MIM objective: simmim | mae"),
-    out: Optional[str] = typer.Option(None, help="run folder (checkpoints, config.json, log.jsonl)"),
+    out: Optional[str] = typer.Option(
+        None, help="run folder: checkpoints, config.json, log.jsonl (default runs/pretrain)"),
     resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint"),
-    save_every: Optional[int] = typer.Option(None, help="epochs between checkpoints"),
+    save_every: Optional[int] = typer.Option(None, help="epochs between checkpoints (default 10)"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model"),
     local_attention: Optional[int] = typer.Option(None, help="odd K: patches attend to a K×K window only"),
     num_images: Optional[int] = typer.Option(None, help="train on a seeded subset of this many images"),

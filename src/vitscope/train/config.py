@@ -105,7 +105,8 @@ def _coerce(name: str, value: Any) -> Any:
     tp = _field_type(name)
     args = typing.get_args(tp)
     optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), tp) if args and typing.get_origin(tp) in (typing.Union, types.UnionType) else tp
+    is_union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    base = next((a for a in args if a is not type(None)), tp) if args and is_union else tp
     if value is None:
         if optional:
             return None
@@ -186,7 +187,8 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
     if cfg.epochs <= 0 or cfg.batch_size <= 0:
         raise VitscopeError(f"epochs and batch size must be positive, got {cfg.epochs} and {cfg.batch_size}")
     if cfg.local_attention < 0 or (cfg.local_attention and cfg.local_attention % 2 == 0):
-        raise VitscopeError(f"local attention window must be an odd number of patches (or 0), got {cfg.local_attention}")
+        raise VitscopeError(
+            f"local attention window must be an odd number of patches (or 0), got {cfg.local_attention}")
     if cfg.save_every <= 0 or cfg.log_every <= 0 or cfg.grad_cos_every <= 0:
         raise VitscopeError("save_every, log_every and grad_cos_every must be positive")
     mim = cfg.mim if cfg.method == "hybrid" else cfg.method

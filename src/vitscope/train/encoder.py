@@ -78,7 +78,8 @@ class ViTEncoder(nn.Module):
         """Position embedding of the patch tokens ``[1, L, D]`` (zeros when the ViT has none)."""
         pos = self.vit.pos_embed
         if pos is None:
-            return torch.zeros(1, self.grid[0] * self.grid[1], self.embed_dim, device=next(self.vit.parameters()).device)
+            length = self.grid[0] * self.grid[1]
+            return torch.zeros(1, length, self.embed_dim, device=next(self.vit.parameters()).device)
         return pos[:, pos.shape[1] - self.grid[0] * self.grid[1]:]
 
     def prefix_tokens(self, batch: int) -> torch.Tensor:
