@@ -13,6 +13,11 @@ from vitscope.train.simmim import SimMIM
 def test_build_vit_fresh_with_kwargs_and_rejects_unknown():
     vit, arch = build_vit("random:vit_tiny_patch4_32", seed=0, kwargs={"depth": 1, "embed_dim": 32, "num_heads": 2})
     assert arch == "vit_tiny_patch4_32" and len(vit.blocks) == 1 and vit.training
+    frozen, _ = build_vit("vit_tiny_patch4_32", seed=0, frozen_patch_embed=True,
+                          kwargs={"depth": 1, "embed_dim": 32, "num_heads": 2})
+    bound = (6 / (3 * 4 * 4 + 32)) ** 0.5  # MoCo v3: U(±√(6 / (3·p² + D)))
+    w = frozen.patch_embed.proj.weight
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound and frozen.patch_embed.proj.bias.abs().sum() == 0
     with pytest.raises(VitscopeError, match="no model"):
         build_vit("vit_does_not_exist", seed=0)
 

@@ -30,6 +30,20 @@ def sincos_2d(grid: tuple[int, int], dim: int, temperature: float = 10000.0) -> 
     return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1).float()
 
 
+@torch.no_grad()
+def xavier_patch_embed(vit: nn.Module) -> None:
+    """MoCo v3's init of the (random, then frozen) patch projection: U(±√(6 / (3·p² + D))), bias 0.
+
+    It treats the convolution as the linear layer it is (``vits.py`` of the official code).
+    """
+    proj = vit.patch_embed.proj
+    fan = proj.weight.shape[1] * proj.weight.shape[2] * proj.weight.shape[3] + proj.weight.shape[0]
+    bound = (6.0 / fan) ** 0.5
+    proj.weight.uniform_(-bound, bound)
+    if proj.bias is not None:
+        proj.bias.zero_()
+
+
 class ViTEncoder(nn.Module):
     """A timm ViT with access to its stages; ``forward(images)`` → all tokens after the final norm.
 

@@ -40,7 +40,7 @@ from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
 from vitscope.train.config import PretrainConfig, lr_at, momentum_at, resolve, run_keys
 from vitscope.train.distributed import Dist, mean_over_processes, setup
-from vitscope.train.encoder import ViTEncoder
+from vitscope.train.encoder import ViTEncoder, xavier_patch_embed
 from vitscope.train.gpu_data import open_training_images
 from vitscope.train.hybrid import Hybrid, gradient_cosines
 from vitscope.train.mae import MAE
@@ -52,14 +52,17 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 
 
-def build_vit(spec: str, *, seed: int, drop_path: float = 0.0, kwargs: dict[str, Any] | None = None
-              ) -> tuple[nn.Module, str]:
+def build_vit(spec: str, *, seed: int, drop_path: float = 0.0, kwargs: dict[str, Any] | None = None,
+              frozen_patch_embed: bool = False) -> tuple[nn.Module, str]:
     """A timm ViT and its architecture name from ``NAME``/``random:NAME`` (fresh, created with
-    ``kwargs``), ``timm:NAME`` (pretrained) or a checkpoint file (continued)."""
+    ``kwargs``; a patch embedding to be frozen gets MoCo v3's init), ``timm:NAME``
+    (pretrained) or a checkpoint file (continued)."""
     name = spec.removeprefix("random:")
     if ":" not in name and not Path(name).exists():
         torch.manual_seed(seed)
         vit = create_timm(name, pretrained=False, drop_path_rate=drop_path, **(kwargs or {}))
+        if frozen_patch_embed:
+            xavier_patch_embed(vit)
     else:
         if drop_path or kwargs:
             raise VitscopeError(f"drop_path and model_kwargs apply to fresh models only, not '{spec}'")
@@ -159,7 +162,8 @@ class Trainer:
 
     def __init__(self, cfg: PretrainConfig, d: Dist) -> None:
         self.cfg, self.d = cfg, d
-        vit, self.arch = build_vit(cfg.model, seed=cfg.seed, drop_path=cfg.drop_path, kwargs=cfg.model_kwargs)
+        vit, self.arch = build_vit(cfg.model, seed=cfg.seed, drop_path=cfg.drop_path, kwargs=cfg.model_kwargs,
+                                   frozen_patch_embed=bool(cfg.frozen_patch_embed))
         data_cfg = timm.data.resolve_model_data_config(vit)
         self.encoder = ViTEncoder(vit, local_attention=cfg.local_attention, sincos_pos=cfg.sincos_pos,
                                   frozen_patch_embed=bool(cfg.frozen_patch_embed))
