@@ -1,0 +1,79 @@
+"""``vitscope pretrain``: train a ViT with MoCo v3, SimMIM, MAE or the CL + MIM hybrid.
+
+Settings are layered: :class:`~vitscope.train.config.PretrainConfig` defaults, then
+``--config FILE.json``, then the options below and ``--set KEY=VALUE`` (any config key).
+Many GPUs: ``torchrun --nproc_per_node K -m vitscope pretrain ...`` (``--batch-size`` is
+global). The run folder holds ``checkpoint.pt``, ``config.json`` and ``log.jsonl``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from vitscope.errors import VitscopeError
+from vitscope.train.config import (PretrainConfig, apply_overrides, check_resume, load_config_file,
+                                     parse_set)
+
+
+def pretrain(
+    method: Optional[str] = typer.Option(None, help="moco | simmim | mae | hybrid (default moco)"),
+    model: Optional[str] = typer.Option(
+        None, help="timm name (fresh weights), random:NAME, timm:NAME or a checkpoint (default vit_tiny_patch4_32)"),
+    data: Optional[str] = typer.Option(
+        None, help="image folder, FILE.npz, or cifar10[:train|test] (default cifar10:train)"),
+    epochs: Optional[int] = typer.Option(None, help="(default 100)"),
+    batch_size: Optional[int] = typer.Option(None, help="global batch size (all processes) (default 512)"),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate (default: base lr × batch / 256)"),
+    lam: Optional[float] = typer.Option(
+        None, "--lambda", help="hybrid weight λ: L = (1-λ)·L_MIM + λ·L_CL (default 0.5)"),
+    mim: Optional[str] = typer.Option(None, help="hybrid's MIM objective: simmim | mae"),
+    out: Optional[str] = typer.Option(
+        None, help="run folder: checkpoints, config.json, log.jsonl (default runs/pretrain)"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its checkpoint"),
+    save_every: Optional[int] = typer.Option(None, help="epochs between checkpoints (default 10)"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model"),
+    local_attention: Optional[int] = typer.Option(None, help="odd K: patches attend to a K×K window only"),
+    num_images: Optional[int] = typer.Option(None, help="train on a seeded subset of this many images"),
+    seed: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
+    config: Optional[str] = typer.Option(None, help="JSON file of config keys"),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE for any config key (repeatable)"),
+) -> None:
+    """Pretrain a ViT self-supervised; resumable after any interruption with --resume."""
+    from vitscope.train.engine import train
+
+    overrides: dict[str, Any] = load_config_file(config) if config else {}
+    overrides.update({k: v for k, v in dict(
+        method=method, model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr, lam=lam, mim=mim,
+        out=out, save_every=save_every, compile=compile, local_attention=local_attention,
+        num_images=num_images, seed=seed, device=device).items() if v is not None})
+    overrides.update(parse_set(set_))
+    if resume:
+        saved = Path(overrides.get("out", PretrainConfig.out)) / "config.json"
+        if not saved.is_file():
+            raise VitscopeError(f"--resume: no run to continue ({saved} is missing); start it without --resume")
+        cfg = check_resume(load_config_file(saved), overrides)
+    else:
+        cfg = apply_overrides(PretrainConfig(), overrides, "the options")
+    last = train(cfg, resume=resume)
+    if last:
+        typer.echo(f"step {last['step']}: loss {last['loss']:.4f}, {last['img_per_s']:,.0f} img/s; run in {cfg.out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain)
+
+
+if __name__ == "__main__":  # `python -m vitscope.commands.pretrain --method ...`: this command alone
+    import sys
+
+    standalone = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    standalone.command()(pretrain)
+    try:
+        standalone()
+    except VitscopeError as e:
+        print(f"vitscope: error: {e}", file=sys.stderr)
+        sys.exit(2)

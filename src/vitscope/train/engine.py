@@ -1,0 +1,304 @@
+"""The pretraining loop: one function, :func:`train`, from a resolved config to checkpoints.
+
+Per step: take this process's uint8 batch (resident on the device or streamed), make the
+method's views on the device, run the objective under bf16 autocast (CUDA; fp32 on CPU),
+step fused AdamW (CUDA) with warmup + cosine learning rate and optional gradient clipping,
+update MoCo's momentum encoder. Loss sums stay on the device and are read only every
+``log_every`` steps (the only host syncs), when a line goes to ``log.jsonl``, TensorBoard
+(if installed) and the progress bar (with img/s).
+
+Reproducibility: the data order depends on (seed, epoch) and every augmentation / mask
+draw on (seed, step) only (:class:`~vitscope.train.augment.BatchRandom`); the global
+generators (dropout, drop-path) are saved in the checkpoint. A run resumed from its last
+checkpoint therefore ends where an uninterrupted run would, and K processes with a global
+batch B compute what one process with batch B does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm.data
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+import vitscope.models  # noqa: F401  (registers the small-image ViTs)
+from vitscope.errors import VitscopeError
+from vitscope.models.load import create_timm, load
+from vitscope.train import checkpoint
+from vitscope.train.augment import BatchRandom
+from vitscope.train.config import PretrainConfig, lr_at, momentum_at, resolve, run_keys
+from vitscope.train.distributed import Dist, mean_over_processes, setup
+from vitscope.train.encoder import ViTEncoder, xavier_patch_embed
+from vitscope.train.gpu_data import open_training_images
+from vitscope.train.hybrid import Hybrid, gradient_cosines
+from vitscope.train.mae import MAE
+from vitscope.train.moco import MoCoV3
+from vitscope.train.simmim import SimMIM
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def build_vit(spec: str, *, seed: int, drop_path: float = 0.0, kwargs: dict[str, Any] | None = None,
+              frozen_patch_embed: bool = False) -> tuple[nn.Module, str]:
+    """A timm ViT and its architecture name from ``NAME``/``random:NAME`` (fresh, created with
+    ``kwargs``; a patch embedding to be frozen gets MoCo v3's init), ``timm:NAME``
+    (pretrained) or a checkpoint file (continued)."""
+    name = spec.removeprefix("random:")
+    if ":" not in name and not Path(name).exists():
+        torch.manual_seed(seed)
+        vit = create_timm(name, pretrained=False, drop_path_rate=drop_path, **(kwargs or {}))
+        if frozen_patch_embed:
+            xavier_patch_embed(vit)
+    else:
+        if drop_path or kwargs:
+            raise VitscopeError(f"drop_path and model_kwargs apply to fresh models only, not '{spec}'")
+        vit = load(spec, seed=seed)
+    arch = (getattr(vit, "pretrained_cfg", None) or {}).get("architecture") or name
+    return vit.train(), arch
+
+
+def build_objective(cfg: PretrainConfig, encoder: ViTEncoder) -> nn.Module:
+    """The method's objective module around ``encoder`` (``cfg`` resolved)."""
+    def moco() -> MoCoV3:
+        return MoCoV3(encoder, dim=cfg.moco_dim, mlp_dim=cfg.moco_mlp_dim, temperature=cfg.moco_t,
+                      crop_min=cfg.crop_min)
+
+    def mim(kind: str) -> SimMIM | MAE:
+        assert cfg.mask_ratio is not None
+        if kind == "simmim":
+            return SimMIM(encoder, mask_ratio=cfg.mask_ratio, mask_patch_size=cfg.mask_patch_size)
+        return MAE(encoder, mask_ratio=cfg.mask_ratio, decoder_dim=cfg.decoder_dim, decoder_depth=cfg.decoder_depth,
+                   decoder_heads=cfg.decoder_heads, norm_pix_loss=cfg.norm_pix_loss)
+
+    if cfg.method == "moco":
+        return moco()
+    if cfg.method == "hybrid":
+        return Hybrid(moco(), mim(cfg.mim), cfg.lam)
+    return mim(cfg.method)
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices, none on biases, norms, tokens and position embeddings."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(("cls_token", "reg_token", "mask_token", "pos_embed"))
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class RunLog:
+    """``log.jsonl`` (+ TensorBoard when installed) on the main process."""
+
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool, keep_until_step: int) -> None:
+        self.path = out / "log.jsonl"
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        if self.path.exists():  # resumed or restarted: drop the lines of lost work (and a torn last line)
+            kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= keep_until_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / "tb"))
+            except ImportError:
+                log.info("tensorboard is not installed: logging to %s only", self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, float) and k != "time":
+                    self.writer.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _step_of(line: str) -> float:
+    """The step of a log line; infinity for a line that is not a complete JSON record."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def _write_json(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Objective, optimiser and step of one process; :meth:`step` is one training step, no host sync."""
+
+    def __init__(self, cfg: PretrainConfig, d: Dist) -> None:
+        self.cfg, self.d = cfg, d
+        vit, self.arch = build_vit(cfg.model, seed=cfg.seed, drop_path=cfg.drop_path, kwargs=cfg.model_kwargs,
+                                   frozen_patch_embed=bool(cfg.frozen_patch_embed))
+        data_cfg = timm.data.resolve_model_data_config(vit)
+        self.encoder = ViTEncoder(vit, local_attention=cfg.local_attention, sincos_pos=cfg.sincos_pos,
+                                  frozen_patch_embed=bool(cfg.frozen_patch_embed))
+        self.objective = build_objective(cfg, self.encoder).to(d.device)
+        self.mean = torch.tensor(data_cfg["mean"], device=d.device)
+        self.std = torch.tensor(data_cfg["std"], device=d.device)
+        cuda = d.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.objective, float(cfg.weight_decay or 0.0)), lr=float(cfg.lr or 0.0),
+            betas=(0.9, float(cfg.beta2 or 0.999)), **({"fused": True} if cuda else {}))
+        model: nn.Module = self.objective
+        if d.world > 1:
+            model = nn.parallel.DistributedDataParallel(self.objective, device_ids=[d.device.index] if cuda else None)
+        self.model = torch.compile(model) if cfg.compile else model
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
+        self.autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+        self.groups = self.encoder.block_groups() if isinstance(self.objective, Hybrid) else {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+
+    def state(self, epoch: int, step: int) -> dict[str, Any]:
+        """Everything a checkpoint holds (vitscope format + training state)."""
+        on_cpu: dict[int, torch.Tensor] = {}  # one CPU copy per tensor: shared modules stored once
+
+        def cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            for v in sd.values():
+                if id(v) not in on_cpu:
+                    on_cpu[id(v)] = v.detach().cpu()
+            return {k: on_cpu[id(v)] for k, v in sd.items()}
+
+        return {
+            "arch": self.arch,
+            "arch_kwargs": {**self.cfg.model_kwargs, "num_classes": 0},
+            "model": cpu(self.encoder.vit.state_dict(keep_vars=True)),
+            "objective": cpu(self.objective.state_dict(keep_vars=True)),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "rng": checkpoint.rng_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def step(self, images: torch.Tensor, step: int, steps_per_epoch: int
+             ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """One step on this process's uint8 ``images``: (detached outputs, gradient cosines if measured)."""
+        cfg, d = self.cfg, self.d
+        lo = d.rank * (cfg.batch_size // d.world)
+        rnd = BatchRandom(cfg.seed, step, cfg.batch_size, lo, lo + len(images), d.device)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr_at(step, steps_per_epoch, cfg)
+        if hasattr(self.objective, "update_momentum"):
+            self.objective.update_momentum(momentum_at(step, cfg.epochs * steps_per_epoch, cfg.moco_m))
+        with torch.no_grad():
+            views = self.objective.make_views(images, rnd, self.mean, self.std)
+        with self.autocast():
+            outputs = self.model(*views)
+        cos = {}
+        if self.groups and step % cfg.grad_cos_every == 0:
+            measured = gradient_cosines(outputs["loss_mim"], outputs["loss_cl"], self.groups)
+            cos = {f"grad_cos/{k}": float(v) for k, v in measured.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs["loss"].backward()
+        if cfg.clip_grad > 0:
+            nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.clip_grad)
+        self.optimizer.step()
+        return {k: v.detach() for k, v in outputs.items()}, cos
+
+
+def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Pretrain as ``cfg`` says (see module docstring); returns the last logged record."""
+    d: Dist = setup(cfg.device)
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    state = None
+    if resume and not ckpt_path.is_file():  # killed before its first checkpoint: start over
+        log.warning("--resume: no %s in %s yet, starting from the beginning", CHECKPOINT, out)
+    elif resume:
+        state = checkpoint.load(ckpt_path)
+        if run_keys(resolve(cfg)) != run_keys(state["config"]):
+            raise VitscopeError(f"--resume: the settings differ from those saved in {ckpt_path}")
+    elif ckpt_path.exists():
+        raise VitscopeError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    cfg = resolve(cfg)
+    _seed_all(cfg.seed)
+    trainer = Trainer(cfg, d)
+    data = open_training_images(
+        cfg.data, d.device, batch_size=cfg.batch_size, rank=d.rank, world=d.world, seed=cfg.seed,
+        num_images=cfg.num_images, on_device=cfg.data_on_device,
+        load_size=cfg.load_size or round(trainer.encoder.img_size * 8 / 7), workers=cfg.workers)
+    spe = data.steps_per_epoch
+    total = cfg.epochs * spe
+    start_epoch, step = 0, 0
+    if state is not None:
+        trainer.load_state(state)
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", cfg.to_json())
+    runlog = RunLog(out, d.main, cfg.tensorboard, keep_until_step=step)
+    bar = tqdm(total=total, initial=step, disable=not d.main, unit="step", dynamic_ncols=True)
+    sums: dict[str, torch.Tensor] = {}
+    extra: dict[str, float] = {}
+    count, tick, last = 0, time.perf_counter(), {}
+    for epoch in range(start_epoch, cfg.epochs):
+        for images in data.epoch(epoch):
+            outputs, cos = trainer.step(images, step, spe)
+            extra.update(cos)
+            for k, v in outputs.items():
+                sums[k] = sums.get(k, 0) + v.float()
+            count += 1
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total:
+                means = {k: float(mean_over_processes(v / count)) for k, v in sums.items()}
+                now = time.perf_counter()
+                ips = count * cfg.batch_size / (now - tick)
+                last = {"step": step, "epoch": step / spe, "lr": lr_at(step - 1, spe, cfg), **means,
+                        "img_per_s": ips, **extra, "time": time.time()}
+                runlog.write(last)
+                bar.set_postfix(loss=f"{means['loss']:.4f}", img_s=f"{ips:,.0f}")
+                sums, extra, count, tick = {}, {}, 0, now
+        done = epoch + 1
+        save = done % cfg.save_every == 0 or done == cfg.epochs
+        keep = bool(cfg.keep_every) and done % cfg.keep_every == 0
+        if (save or keep) and d.main:
+            st = trainer.state(done, step)
+            if save:
+                checkpoint.save(ckpt_path, st)
+            if keep:
+                checkpoint.save(out / f"checkpoint-epoch{done}.pt", st)
+        if (save or keep) and d.world > 1:
+            dist.barrier()
+    bar.close()
+    runlog.close()
+    return last
