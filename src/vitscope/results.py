@@ -13,9 +13,10 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -37,7 +38,9 @@ def provenance(**fields: Any) -> dict[str, Any]:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": list(sys.argv)}
 
 
-def _temp_then_replace(path: str | Path, write: Any) -> None:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, fsync it, rename it over ``path``,
+    fsync the folder: after a crash ``path`` is the old file or the new one, never torn."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -51,16 +54,21 @@ def _temp_then_replace(path: str | Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    _temp_then_replace(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` atomically (a checkpoint is the old one or the new one, never torn)."""
-    _temp_then_replace(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def to_plain(obj: Any) -> Any:

@@ -56,10 +56,6 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, cli):
     assert any("grad_cos/all" in r for r in log_a)
 
     # the checkpoint is a model spec: vitscope.models.load gives the trained encoder
-    try:
-        import vitscope.models.checkpoints  # noqa: F401  (the file-format loaders)
-    except ImportError:
-        return
     from vitscope.models import load
 
     encoder = load(str(tmp_path / "a" / "checkpoint.pt"))

@@ -12,7 +12,6 @@ one. The file is vitscope's format (``format``, ``version``, ``arch``, ``arch_kw
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from vitscope.errors import VitscopeError
+from vitscope.results import atomic_torch_save
 
 FORMAT = "vitscope-checkpoint"
 VERSION = 1
@@ -28,23 +28,7 @@ VERSION = 1
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (temp file + fsync + os.replace + fsync of the folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_torch_save({"format": FORMAT, "version": VERSION, **state}, path)
 
 
 def load(path: Path) -> dict[str, Any]:

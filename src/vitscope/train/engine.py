@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -36,6 +35,7 @@ from tqdm import tqdm
 import vitscope.models  # noqa: F401  (registers the small-image ViTs)
 from vitscope.errors import VitscopeError
 from vitscope.models.load import create_timm, load
+from vitscope.results import write_atomic
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
 from vitscope.train.config import PretrainConfig, lr_at, momentum_at, resolve, run_keys
@@ -146,9 +146,7 @@ def _step_of(line: str) -> float:
 
 
 def _write_json(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode())
 
 
 def _seed_all(seed: int) -> None:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from vitscope.data.images import ArrayImages, collate, open_dataset, read_image
 from vitscope.errors import VitscopeError
+from vitscope.results import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,7 @@ def load_folder_cached(root: Path, workers: int = 4) -> tuple[np.ndarray, np.nda
             return z["images"], z["labels"]
     log.info("decoding %s once into %s", root, path)
     images, labels = _decode_folder(root, workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, images=images, labels=labels)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, images=images, labels=labels))
     return images, labels
 
 
