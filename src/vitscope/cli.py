@@ -15,7 +15,7 @@ import typer
 
 from vitscope.errors import VitscopeError
 
-COMMANDS = ("analyze", "demo")
+COMMANDS = ("analyze", "demo", "compare")
 
 app = typer.Typer(
     name="vitscope",

@@ -1,0 +1,1 @@
+"""Metrics: pure functions (tensor in → tensor out) and streaming accumulators over them."""
