@@ -132,3 +132,26 @@ def test_attention_output_is_the_attention_branch():
     assert torch.allclose(grams["attn_out"][0], centered_gram(branch.flatten(1)), atol=1e-8)
     assert torch.allclose(grams["ln1"][0], centered_gram(ln1.flatten(1)), atol=1e-8)
     assert grams["attn_out"].shape == (3, 5, 5)
+
+
+def test_pretrained_against_fine_tuned_checkpoint(image_folder: Path, tmp_path: Path):
+    pytest.importorskip("vitscope.models.checkpoints", reason="checkpoint loader (models helper) not merged yet")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_compare_test_p8")
+    kwargs = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 3, "num_heads": 2, "mlp_ratio": 2.0,
+              "num_classes": 3}
+    pt, ft = tmp_path / "pt.pth", tmp_path / "ft.pth"
+    state = model.state_dict()
+    torch.save({"format": "vitscope-checkpoint", "version": 1, "arch": "vit_compare_test_p8", "arch_kwargs": kwargs,
+                "model": state}, pt)
+    tuned = {k: v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"format": "vitscope-checkpoint", "version": 1, "arch": "vit_compare_test_p8", "arch_kwargs": kwargs,
+                "model": tuned}, ft)
+    out = tmp_path / "ptft"
+    res = run("--model", str(pt), "--model", str(ft), "--data", str(image_folder), "--out", str(out),
+              "--layer-type", "block")
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "results.json").read_text())
+    assert [m["spec"] for m in r["models"]] == [str(pt), str(ft)]
+    diag = torch.diagonal(torch.tensor(r["cka"]["block"]))
+    assert bool((diag > 0.9).all()) and bool((diag < 1.0).all())
