@@ -61,10 +61,11 @@ def _models(device):
 def _loader(data: str, n: int, batch_size: int, model):
     import torch
 
-    from vitscope.data.images import ImageFolder, subset
+    from vitscope.compare.run import sample_images
+    from vitscope.data.images import ImageFolder
     from vitscope.data.transforms import model_transform
 
-    ds = subset(ImageFolder(Path(data), model_transform(model)), n, 0)  # the images vitscope compare picks
+    ds = sample_images(ImageFolder(Path(data), model_transform(model)), n, 0)  # what vitscope compare reads
 
     def collate(items):
         return torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items])

@@ -155,3 +155,15 @@ def test_pretrained_against_fine_tuned_checkpoint(image_folder: Path, tmp_path: 
     assert [m["spec"] for m in r["models"]] == [str(pt), str(ft)]
     diag = torch.diagonal(torch.tensor(r["cka"]["block"]))
     assert bool((diag > 0.9).all()) and bool((diag < 1.0).all())
+
+
+def test_images_are_sampled_in_random_order(image_folder: Path):
+    from vitscope.compare.run import sample_images
+    from vitscope.data.images import ImageFolder
+
+    ds = ImageFolder(image_folder, lambda im: torch.zeros(1))
+    picked = sample_images(ds, 12, seed=3)
+    labels = [picked[i][1] for i in range(12)]
+    assert len(set(picked.indices)) == 12  # without replacement
+    assert labels != sorted(labels)  # not class by class: every batch a random sample
+    assert [picked[i][2] for i in range(12)] == [sample_images(ds, 12, seed=3)[i][2] for i in range(12)]

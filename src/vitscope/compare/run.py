@@ -24,6 +24,7 @@ import numpy as np
 import timm
 import torch
 from torch import nn
+from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 import vitscope
@@ -152,6 +153,18 @@ def _setup_agreement(cfg: CompareConfig, sides: list[_Side], dataset_classes: li
     return mapping, note, True
 
 
+def sample_images(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+    """``n`` images drawn without replacement (all when ``n`` is None), in a seeded random order.
+
+    Each minibatch must be a random sample of the data for the unbiased HSIC sums to
+    estimate the data set's CKA; a class-sorted folder read in order would give
+    batches of one class.
+    """
+    chosen = subset(dataset, n, seed)
+    order = torch.randperm(len(chosen), generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+    return Subset(chosen, order.tolist())
+
+
 def _versions() -> dict[str, str]:
     return {"vitscope": vitscope.__version__, "torch": torch.__version__, "timm": timm.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
@@ -188,7 +201,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         [json.dumps(model_data_config(m), sort_keys=True, default=str) for m in models],
     )
     dataset = open_dataset(cfg.data, paired)
-    data = subset(dataset, cfg.images, cfg.seed)
+    data = sample_images(dataset, cfg.images, cfg.seed)
     loader = make_loader(data, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
     label_map, agreement_note, with_agreement = _setup_agreement(cfg, sides, list(getattr(dataset, "classes", [])))
     for side in sides:
