@@ -179,6 +179,46 @@ def _model_record(side: _Side) -> dict[str, Any]:
             "data_config": json.loads(json.dumps(model_data_config(side.model), default=str))}
 
 
+def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: torch.device, precision: str,
+            cka: dict[str, MinibatchCKA], agreement: PredictionAgreement | None,
+            label_map: torch.Tensor | None) -> tuple[int, int, SkipLog]:
+    """The pass over the images: both models per batch, Grams into ``cka``, scores into ``agreement``.
+
+    Returns the images seen, those left out of CKA (a last batch under 4), and the skipped files.
+    """
+    skips = SkipLog()
+    seen = short = 0
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with contextlib.ExitStack() as stack:
+        taps = [stack.enter_context(Taps(s.model, s.collector.taps, s.collector)) for s in sides]
+        bar = stack.enter_context(tqdm(total=len(loader.dataset), unit="img", desc="compare", dynamic_ncols=True))
+        for batch in iterate(loader, skips):
+            views = paired.split(batch.images)
+            grams, scores = [], []
+            for side, tap, x in zip(sides, taps, views):
+                with torch.no_grad(), autocast:
+                    out = side.forward(x.to(device, non_blocking=True))
+                tap.check()
+                grams.append(side.collector.take())
+                scores.append(out)
+            n = len(batch.images)
+            if n >= 4:
+                for t, acc in cka.items():
+                    acc.update_grams(grams[0][t], grams[1][t] if len(sides) == 2 else None)
+            else:
+                short += n
+                log.warning("last batch has %d images, fewer than the 4 unbiased HSIC needs: left out of CKA", n)
+            if agreement is not None:
+                labels = None
+                if label_map is not None:
+                    known = (batch.labels >= 0) & (batch.labels < len(label_map))
+                    labels = torch.where(known, label_map[batch.labels.clamp(0, len(label_map) - 1)], -1)
+                agreement.update(scores[0].float(), scores[1].float(), labels)
+            seen += n
+            bar.update(n)
+    return seen, short, skips
+
+
 def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     """Run the comparison, write ``results.json`` and ``cka_*.png`` into ``cfg.out``; return the results."""
     _validate(cfg)
@@ -210,37 +250,8 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     depths = [s.info.depth for s in sides]
     cka = {t: MinibatchCKA(depths[0], depths[-1], device=device) for t in cfg.layer_types}
     agreement = PredictionAgreement(sides[0].num_classes, cfg.ks, device=device) if with_agreement else None
-    skips = SkipLog()
-    seen = short = 0
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        taps = [stack.enter_context(Taps(s.model, s.collector.taps, s.collector)) for s in sides]
-        bar = stack.enter_context(tqdm(total=len(data), unit="img", desc="compare", dynamic_ncols=True))
-        for batch in iterate(loader, skips):
-            views = paired.split(batch.images)
-            grams, scores = [], []
-            for side, tap, x in zip(sides, taps, views):
-                with torch.no_grad(), autocast:
-                    out = side.forward(x.to(device, non_blocking=True))
-                tap.check()
-                grams.append(side.collector.take())
-                scores.append(out)
-            n = len(batch.images)
-            if n >= 4:
-                for t, acc in cka.items():
-                    acc.update_grams(grams[0][t], grams[1][t] if len(sides) == 2 else None)
-            else:
-                short += n
-                log.warning("last batch has %d images, fewer than the 4 unbiased HSIC needs: left out of CKA", n)
-            if agreement is not None:
-                labels = None
-                if label_map is not None:
-                    known = (batch.labels >= 0) & (batch.labels < len(label_map))
-                    labels = torch.where(known, label_map[batch.labels.clamp(0, len(label_map) - 1)], -1)
-                agreement.update(scores[0].float(), scores[1].float(), labels)
-            seen += n
-            bar.update(n)
+    seen, short, skips = _stream(sides, paired, loader, device, cfg.precision, cka, agreement, label_map)
     seconds = time.perf_counter() - start
     if seen - short == 0:
         raise VitscopeError(f"no readable images in '{cfg.data}' ({skips.count} skipped)")
