@@ -162,7 +162,9 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/vitscope-bench-compare", help="where vitscope-cli writes its results")
     p.add_argument("--json", default=None, help="also write every measurement here")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per tool (0: torch's default)")
-    p.add_argument("--known-answer", action="store_true", help="only the synthetic known-answer check")
+    p.add_argument("--known-answer", action="store_true",
+                   help="only the synthetic known-answer check and the CKA-only timing")
+    p.add_argument("--cka-only-images", type=int, default=1024, help="images for the CKA-only timing")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -170,6 +172,11 @@ def main() -> None:
                                 args.threads)))
         return
     known_answer(args.device)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cka_only(args.device, args.cka_only_images, args.batch_size)
     if args.known_answer:
         return
 
@@ -299,6 +306,82 @@ def known_answer(device_name: str, n: int = 1024, batch: int = 64) -> None:
                 print(f"{offset:>6.0f} {tool:<10} {'failed':>10} {v}")
             else:
                 print(f"{offset:>6.0f} {tool:<10} {v:>10.6f} {abs(v - reference):>10.2e}")
+
+
+class _Emit(__import__("torch").nn.Module):
+    def __init__(self, feats) -> None:
+        super().__init__()
+        self.feats = feats
+
+    def forward(self, x):
+        return self.feats[: len(x)]
+
+
+class _Replay(__import__("torch").nn.Module):
+    """A "model" whose blocks ``blocks.i`` output stored activations: the peers' API with no forward cost."""
+
+    def __init__(self, feats) -> None:
+        super().__init__()
+        self.blocks = __import__("torch").nn.ModuleList([_Emit(f) for f in feats])
+
+    def forward(self, x):
+        for b in self.blocks:
+            b(x)
+        return x
+
+
+def cka_only(device_name: str, n: int, batch: int) -> None:
+    """Time of the CKA work alone at ViT-Ti/4 shapes: 12 layers × [batch, 65, 192] per model, n images.
+
+    One batch of random activations is replayed for every batch (the work per batch is
+    what counts); each tool runs through its public API, in this process, one after the
+    other, fastest of two runs.
+    """
+    import torch
+
+    from vitscope.metrics.cka import MinibatchCKA
+
+    device = torch.device(device_name)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    g = torch.Generator().manual_seed(0)
+    fa = [torch.randn(batch, 65, 192, generator=g).to(device) for _ in range(12)]
+    fb = [torch.randn(batch, 65, 192, generator=g).to(device) for _ in range(12)]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(n, 1)), batch_size=batch)
+    layers = [f"blocks.{i}" for i in range(12)]
+
+    def vitscope() -> None:
+        acc = MinibatchCKA(12, 12, device=device)
+        for (x,) in loader:
+            acc.update([f[: len(x)] for f in fa], [f[: len(x)] for f in fb])
+        acc.compute()
+
+    def torch_cka() -> None:
+        from torch_cka import CKA as TorchCKA
+
+        c = TorchCKA(_Replay(fa), _Replay(fb), "A", "B", layers, layers, device=device_name)
+        c.compare(loader)
+
+    def ckatorch() -> None:
+        from ckatorch import CKA as CkaTorch
+
+        c = CkaTorch(_Replay(fa), _Replay(fb), layers, first_name="A", second_name="B", device=device_name)
+        c(loader, epochs=1, f_extract=lambda b: {"x": b[0]}, f_args={})
+
+    print(f"\nCKA work alone (activations replayed, 12 x 12 layers of [{batch}, 65, 192]), {n} images, {device}:")
+    times = {}
+    for name, fn in (("vitscope", vitscope), ("torch-cka", torch_cka), ("ckatorch", ckatorch)):
+        best = float("inf")
+        for _ in range(2):
+            with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sync()
+                t = time.perf_counter()
+                fn()
+                sync()
+                best = min(best, time.perf_counter() - t)
+        times[name] = best
+    for name, t in times.items():
+        print(f"  {name:<10} {t:8.2f} s  {n / t:9.1f} img/s  {t / times['vitscope']:6.1f} x vitscope's time")
 
 
 def _cuda() -> bool:
