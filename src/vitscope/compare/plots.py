@@ -28,7 +28,7 @@ def plot_cka(matrices: dict[str, list[list[float | None]]], label_a: str, label_
     Colour scale fixed to [0, 1]; undefined entries (``None``) are left blank.
     """
     n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.8, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n + 0.8, 3.6), squeeze=False, layout="constrained")
     image = None
     for ax, (kind, m) in zip(axes[0], matrices.items()):
         arr = np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float)
