@@ -109,6 +109,7 @@ def test_linear_probes_give_the_class_scores(image_folder: Path, tmp_path: Path)
     (["--model", A, "--model", B, "--probe", "x.pt"], "one --probe per --model"),
     (["--model", A, "--batch-size", "2"], "at least 4"),
     (["--model", "nope:thing"], "unknown model spec"),
+    (["--model", A, "--device", "gpu7"], "unknown device"),
 ])
 def test_bad_input_is_a_vitscope_error(image_folder: Path, tmp_path: Path, args, message):
     res = run(*args, "--data", str(image_folder), "--out", str(tmp_path / "x"))
