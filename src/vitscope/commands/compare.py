@@ -1,0 +1,41 @@
+"""``vitscope compare``: CKA by layer type and prediction agreement of two models (Shekhar et al.)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vitscope.compare.grams import LAYER_TYPES
+from vitscope.metrics.cka import TOKEN_REDUCTIONS
+from vitscope.models.load import SUPPORTED_SPECS
+
+
+def compare(
+    model: list[str] = typer.Option(..., "--model", "-m", help=f"Model spec, once (against itself) or twice: {SUPPORTED_SPECS}."),
+    data: str = typer.Option(..., "--data", help="Images: a folder, a .npz file or cifar10[:split]."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json and the cka_*.png heatmaps."),
+    images: Optional[int] = typer.Option(1024, "--images", "-n", help="Number of images (seeded random subset); Shekhar et al. use 1024."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Minibatch size (≥ 4); Shekhar et al. use 32. The CKA estimate does not depend on it."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:N."),
+    precision: str = typer.Option("fp32", "--precision", help="Forward pass in fp32 or bf16 (autocast); HSIC is accumulated in float64 regardless."),
+    token_reduction: str = typer.Option("flatten", "--token-reduction", help=f"Per-image features from the tokens: {', '.join(TOKEN_REDUCTIONS)}."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the image subset and of random: weights (the second model gets seed+1)."),
+    probe: list[str] = typer.Option([], "--probe", help="Linear probe file per model (from `vitscope probe`) for the agreement scores; default: the models' own heads."),
+    layer_type: list[str] = typer.Option(list(LAYER_TYPES), "--layer-type", help=f"Layer types to compare: {', '.join(LAYER_TYPES)}."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Data loader worker processes (default: cores − 1, at most 8)."),
+) -> None:
+    """Compare two models layer by layer (minibatch CKA) and by their predictions (Kendall's τ, F1)."""
+    from vitscope.compare import CompareConfig, run_compare
+
+    results = run_compare(CompareConfig(
+        models=list(model), data=data, out=out, images=images, batch_size=batch_size, device=device,
+        precision=precision, token_reduction=token_reduction, seed=seed, probes=list(probe),
+        layer_types=tuple(layer_type), workers=workers,
+    ))
+    typer.echo(f"compared {results['data']['images']} images; results in {out / 'results.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)
