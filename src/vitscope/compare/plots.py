@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vitscope.compare.files import save_figure  # noqa: E402
+from vitscope.report.plots import save_figure  # noqa: E402
 
 TITLES = {
     "block": "Transformer blocks",
@@ -42,5 +42,4 @@ def plot_cka(matrices: dict[str, list[list[float | None]]], label_a: str, label_
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="CKA")
     if title:
         fig.suptitle(title, fontsize=9)
-    save_figure(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

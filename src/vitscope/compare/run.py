@@ -14,22 +14,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import timm
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
-import vitscope
 from vitscope.capture import Taps, TapError, ViTInfo, vit_info
-from vitscope.compare.files import write_json
+from vitscope.results import versions, write_json
+from vitscope.runtime import resolve_device
 from vitscope.compare.grams import LAYER_TYPES, GramCollector
 from vitscope.compare.paired import PairedTransform
 from vitscope.compare.plots import plot_cka
@@ -64,19 +61,6 @@ class CompareConfig:
     layer_types: tuple[str, ...] = tuple(LAYER_TYPES)
     ks: tuple[int, ...] = (5, 10, 100)
     workers: int | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; an unusable device is a :class:`VitscopeError`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise VitscopeError(f"unknown device '{name}': expected auto, cpu, cuda or cuda:N") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VitscopeError(f"device '{name}' asked for, but CUDA is not available")
-    return device
 
 
 def _validate(cfg: CompareConfig) -> None:
@@ -163,11 +147,6 @@ def sample_images(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     chosen = subset(dataset, n, seed)
     order = torch.randperm(len(chosen), generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
     return Subset(chosen, order.tolist())
-
-
-def _versions() -> dict[str, str]:
-    return {"vitscope": vitscope.__version__, "torch": torch.__version__, "timm": timm.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
 
 
 def _model_record(side: _Side) -> dict[str, Any]:
@@ -272,7 +251,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         "token_reduction": cfg.token_reduction,
         "estimator": "minibatch linear CKA, unbiased HSIC_1 summed over batches, ratio at the end "
                      "(Nguyen et al. 2021; Shekhar et al. App. A eq. 3-4), float64",
-        "versions": _versions(),
+        "versions": versions(),
         "seconds": seconds,
         "layer_types": {t: {"taps": list(LAYER_TYPES[t])} for t in cfg.layer_types},
         "cka": matrices,

@@ -25,7 +25,8 @@ Runs = Sequence[tuple[str, dict[str, Any]]]
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     """Lay out, write ``fig`` as PNG atomically, close it; return the path."""
     path = Path(path)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
