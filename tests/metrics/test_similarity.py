@@ -45,3 +45,14 @@ def test_orthogonal_vs_identical_heads():
     assert abs(r2["heads_cosine"][0]) < 1e-6
     assert abs(r2["depth_cosine"][0] + 1.0) < 1e-6
     assert torch.allclose(cosine(x, x), torch.ones(2, 3))
+
+
+def test_single_head_model_reports_no_head_similarity():
+    info = ViTInfo(depth=1, num_heads=1, embed_dim=4, num_prefix_tokens=0, grid_size=(1, 2), patch_size=(1, 1))
+    m = SimilarityStats(info)
+    x = torch.randn(2, 2, 4)
+    m.update(0, "head_out", x[:, :, None])
+    m.update(0, "block_in", x)
+    m.update(0, "attn_res", x)
+    r = m.compute()
+    assert r["heads_cosine"] == [None] and abs(r["depth_cosine"][0] - 1) < 1e-6

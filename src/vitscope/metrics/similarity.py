@@ -56,8 +56,9 @@ class SimilarityStats(StreamingMetric):
 
     def update(self, layer: int, tap: str, x: torch.Tensor) -> None:
         x = x[:, self.info.num_prefix_tokens:]
-        if tap == "head_out":  # [B, P, H, Dh]
-            self.sums["heads"][layer] += mean_pairwise_cosine(x, dim=2).mean(1).sum().double()
+        if tap == "head_out":  # [B, P, H, Dh]; one head has no pair to compare
+            if x.shape[2] > 1:
+                self.sums["heads"][layer] += mean_pairwise_cosine(x, dim=2).mean(1).sum().double()
         elif tap == "block_in":  # fires before attn_res within the same block
             self._before[layer] = x
         else:  # attn_res
@@ -68,4 +69,7 @@ class SimilarityStats(StreamingMetric):
 
     def compute(self) -> dict[str, Any]:
         n = self.count.clamp_min(1)
-        return {f"{k}_cosine": (s / n).tolist() for k, s in self.sums.items()}
+        out = {f"{k}_cosine": (s / n).tolist() for k, s in self.sums.items()}
+        if self.info.num_heads < 2:
+            out["heads_cosine"] = [None] * self.info.depth
+        return out
