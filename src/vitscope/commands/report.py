@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from vitscope.report.html import build_report
 
+        from vitscope.report.html import RESULT_FILES
+
         for f in folders:
-            if not f.is_dir() or not (any(f.glob("*.png")) or (f / "results.json").exists()):
-                raise VitscopeError(f"{f} is not a results folder (no results.json and no PNG figures)")
+            if not f.is_dir() or not (any(f.glob("*.png")) or any((f / n).exists() for n in RESULT_FILES)):
+                raise VitscopeError(f"{f} is not a results folder (no {', '.join(RESULT_FILES)} and no PNG figures)")
         typer.echo(str(build_report(folders, out, title)))

@@ -25,43 +25,39 @@ code{background:#f4f4f4;padding:0 3px}
 """
 
 
-def _provenance(r: dict[str, Any]) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = [("kind", str(r.get("kind", "?")))]
-    model = r.get("model")
-    if isinstance(model, dict):
-        rows.append(("model", str(model.get("spec"))))
-    elif model is not None:
-        rows.append(("model", str(model)))
-    if "models" in r:
-        rows.append(("models", ", ".join(str(m.get("spec", m)) if isinstance(m, dict) else str(m)
-                                         for m in r["models"])))
-    data = r.get("data")
+RESULT_FILES = ("results.json", "probe.json", "finetune.json")
+
+
+def _spec(m: Any) -> str:
+    return str(m.get("spec", m)) if isinstance(m, dict) else str(m)
+
+
+def _provenance(r: dict[str, Any], name: str) -> list[tuple[str, str]]:
+    """Key facts of any vitscope results file, whose commands nest them differently."""
+    prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
+    f = {**prov.get("config", {}), **prov, **r}
+    rows: list[tuple[str, str]] = [("file", name), ("kind", str(f.get("kind", f.get("format", name))))]
+    if "models" in f:
+        rows.append(("models", ", ".join(_spec(m) for m in f["models"])))
+    elif "model" in f:
+        rows.append(("model", _spec(f["model"])))
+    data = f.get("data")
     if isinstance(data, dict):
-        rows.append(("data", f"{data.get('spec')} ({data.get('images')} images, "
-                             f"{len(data.get('skipped', []))} skipped)"))
+        skipped = data.get("skipped", [])
+        n_skipped = skipped if isinstance(skipped, int) else len(skipped)
+        rows.append(("data", f"{data.get('spec')} ({data.get('images')} images, {n_skipped} skipped)"))
     elif data is not None:
-        rows.append(("data", json.dumps(data)[:200]))
-    for key in ("seed", "device", "precision", "processes"):
-        if key in r:
-            rows.append((key, str(r[key])))
-    if "versions" in r:
-        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in r["versions"].items())))
+        rows.append(("data", str(data)))
+    for key in ("train_data", "val_data", "train_images", "val_images", "seed", "device", "precision", "processes"):
+        if key in f:
+            rows.append((key, str(f[key])))
+    if isinstance(f.get("versions"), dict):
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in f["versions"].items())))
     return rows
 
 
-def _analysis_table(m: dict[str, Any]) -> str:
-    cols: list[tuple[str, list[Any]]] = []
-    if "attention" in m:
-        a = m["attention"]
-        cols += [("distance (px)", a["distance"]), ("NMI", a["nmi"]), ("NMI std (heads)", a["nmi_std_over_heads"]),
-                 ("entropy", a["entropy"])]
-    if "similarity" in m:
-        s = m["similarity"]
-        cols += [("cos heads", s["heads_cosine"]), ("cos before/after", s["depth_cosine"]),
-                 ("cos tokens", s["tokens_cosine"])]
-    if "fourier" in m:
-        f = m["fourier"]
-        cols.append((f"ΔlogAmp @{f['highest_freq_over_pi']:.3g}π", f["delta_log_amplitude_at_highest"][1:]))
+def _per_block_table(cols: list[tuple[str, list[Any]]]) -> str:
+    """Columns of per-block numbers as an HTML table, block 1 first."""
     if not cols:
         return ""
     depth = max(len(c) for _, c in cols)
@@ -74,15 +70,41 @@ def _analysis_table(m: dict[str, Any]) -> str:
     return f"<table><tr><th>block</th>{head}</tr>{body}</table>"
 
 
+def _probe_columns(r: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    cols = []
+    for method in ("knn", "linear"):
+        acc = (r.get(method) or {}).get("accuracy", {})
+        cols += [(f"{method} {feat}", v) for feat, v in acc.items() if feat != "pooled"]
+    return cols
+
+
+def _analysis_columns(m: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    cols: list[tuple[str, list[Any]]] = []
+    if "attention" in m:
+        a = m["attention"]
+        cols += [("distance (px)", a["distance"]), ("NMI", a["nmi"]), ("NMI std (heads)", a["nmi_std_over_heads"]),
+                 ("entropy", a["entropy"])]
+    if "similarity" in m:
+        s = m["similarity"]
+        cols += [("cos heads", s["heads_cosine"]), ("cos before/after", s["depth_cosine"]),
+                 ("cos tokens", s["tokens_cosine"])]
+    if "fourier" in m:
+        f = m["fourier"]
+        cols.append((f"ΔlogAmp @{f['highest_freq_over_pi']:.3g}π", f["delta_log_amplitude_at_highest"][1:]))
+    return cols
+
+
 def section(folder: Path) -> str:
     """HTML for one results folder."""
-    r = read_json(folder / "results.json") if (folder / "results.json").exists() else {}
     parts = [f"<h2>{html.escape(folder.name)}</h2>"]
-    if r:
+    for name in RESULT_FILES:
+        if not (folder / name).exists():
+            continue
+        r = read_json(folder / name)
         parts.append("<table>" + "".join(f"<tr><td class=k>{html.escape(k)}</td><td style='text-align:left'>"
-                                         f"{html.escape(v)}</td></tr>" for k, v in _provenance(r)) + "</table>")
-        if r.get("kind") == "vitscope-analysis":
-            parts.append(_analysis_table(r["metrics"]))
+                                         f"{html.escape(v)}</td></tr>" for k, v in _provenance(r, name)) + "</table>")
+        cols = _analysis_columns(r["metrics"]) if r.get("kind") == "vitscope-analysis" else _probe_columns(r)
+        parts.append(_per_block_table(cols))
     for png in sorted(folder.glob("*.png")):
         data = base64.b64encode(png.read_bytes()).decode()
         parts.append(f"<div><img alt='{html.escape(png.name)}' src='data:image/png;base64,{data}'></div>")
