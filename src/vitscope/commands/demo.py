@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
                    f"{res['images_per_second']:.1f} img/s on {res['device']}")
         typer.echo("block  distance(px)   NMI   entropy  cos(heads) cos(tokens)  dLogAmp@hi")
         for i in range(len(m["attention"]["nmi"])):
-            typer.echo(f"{i:5d}  {m['attention']['distance'][i]:12.1f}  {m['attention']['nmi'][i]:5.3f}"
+            typer.echo(f"{i + 1:5d}  {m['attention']['distance'][i]:12.1f}  {m['attention']['nmi'][i]:5.3f}"
                        f"  {m['attention']['entropy'][i]:7.3f}  {m['similarity']['heads_cosine'][i]:10.3f}"
                        f"  {m['similarity']['tokens_cosine'][i]:10.3f}"
                        f"  {m['fourier']['delta_log_amplitude_at_highest'][i + 1]:10.3f}")
