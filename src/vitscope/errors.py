@@ -1,5 +1,8 @@
 """Errors that the command line reports as one line, without a traceback."""
 
 
-class VitscopeError(Exception):
-    """A problem with the user's input (spec, data, checkpoint, option): say what and stop."""
+class VitscopeError(ValueError):
+    """A problem with the user's input (spec, data, checkpoint, option): say what and stop.
+
+    A ``ValueError``, so library callers can catch bad values the usual way.
+    """

@@ -12,7 +12,7 @@ import torch
 from vitscope.errors import VitscopeError
 from vitscope.eval.linear_probe import (LayerwiseLinearProbe, ProbeTraining, accuracy_per_layer, fit_probes,
                                         train_probe)
-from vitscope.eval.schedule import warmup_cosine
+from vitscope.schedule import warmup_cosine
 
 
 def blobs(n: int, layers: int, dim: int, classes: int, seed: int, spread: float) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ from vitscope.errors import VitscopeError
 from vitscope.eval.labelled import LabelledSet
 from vitscope.eval.reinit import parse_reinit, reinit_blocks
 from vitscope.results import atomic_torch_save
-from vitscope.eval.schedule import warmup_cosine
+from vitscope.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from torch import nn
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import PROBE_FORMAT
 from vitscope.results import atomic_torch_save
-from vitscope.eval.schedule import warmup_cosine
+from vitscope.schedule import warmup_cosine
 
 OPTIMIZERS = ("sgd", "adamw")
 BASE_LR = {"sgd": 0.1, "adamw": 1e-3}

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from vitscope.eval.classifier import pool_tokens
+
 TOKEN_REDUCTIONS: tuple[str, ...] = ("flatten", "cls", "gap", "gap_noprefix")
 
 
@@ -40,13 +42,7 @@ def reduce_tokens(x: torch.Tensor, how: str, num_prefix_tokens: int) -> torch.Te
         raise ValueError(f"unknown token reduction '{how}'. Valid options are: {list(TOKEN_REDUCTIONS)}")
     if how == "flatten" or x.ndim == 2:
         return x.flatten(1)
-    if how == "cls":
-        if num_prefix_tokens < 1:
-            raise ValueError("token reduction 'cls' asked of a model without a CLS token")
-        return x[:, 0].flatten(1)
-    if how == "gap":
-        return x.mean(1).flatten(1)
-    return x[:, num_prefix_tokens:].mean(1).flatten(1)
+    return pool_tokens(x, how, num_prefix_tokens).flatten(1)
 
 
 def centered_gram(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vitscope.errors import VitscopeError
+from vitscope.schedule import warmup_cosine
 
 METHODS = ("moco", "simmim", "mae", "hybrid")
 MIM_METHODS = ("simmim", "mae")
@@ -238,12 +239,7 @@ def lr_at(step: int, steps_per_epoch: int, cfg: PretrainConfig) -> float:
     min_lr + (lr − min_lr) · ½ (1 + cos(π (t − T_w) / (T − T_w))).
     """
     assert cfg.lr is not None and cfg.warmup_epochs is not None  # resolved config
-    warm = cfg.warmup_epochs * steps_per_epoch
-    total = cfg.epochs * steps_per_epoch
-    if step < warm:
-        return cfg.lr * step / warm
-    progress = (step - warm) / max(1.0, total - warm)
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return warmup_cosine(step, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch, cfg.lr, cfg.min_lr)
 
 
 def momentum_at(step: int, total: int, base: float) -> float:

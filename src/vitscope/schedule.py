@@ -1,4 +1,4 @@
-"""Learning-rate schedule shared by the linear probe and fine-tuning."""
+"""Learning-rate schedule shared by pretraining, the linear probe and fine-tuning."""
 
 from __future__ import annotations
 
