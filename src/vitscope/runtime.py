@@ -50,6 +50,21 @@ def shard(ds: Dataset, rank: int, world: int) -> Dataset:
     return ds if world == 1 else Subset(ds, list(range(rank, len(ds), world)))  # type: ignore[arg-type]
 
 
+def shard_batches(ds: Dataset, batch_size: int, rank: int, world: int) -> Dataset:
+    """Whole batches dealt round-robin: batch ``b`` of the one-process order goes to rank ``b % world``.
+
+    A loader with the same ``batch_size`` over the shard then yields exactly the batches
+    one process would have seen, so estimators that depend on how images are grouped
+    (minibatch CKA) give the one-process value.
+    """
+    if world == 1:
+        return ds
+    n = len(ds)  # type: ignore[arg-type]
+    idx = [i for b in range(rank, -(-n // batch_size), world)
+           for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
+    return Subset(ds, idx)
+
+
 def distributed() -> bool:
     """True inside an initialised process group of more than one process."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -168,3 +168,29 @@ def test_images_are_sampled_in_random_order(image_folder: Path):
     assert len(set(picked.indices)) == 12  # without replacement
     assert labels != sorted(labels)  # not class by class: every batch a random sample
     assert [picked[i][2] for i in range(12)] == [sample_images(ds, 12, seed=3)[i][2] for i in range(12)]
+
+
+def test_torchrun_two_processes_equal_one_process(image_folder: Path, tmp_path: Path):
+    """Whole batches are dealt to the ranks, so 2 gloo processes see the 1-process batches: same CKA."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    a, b = "random:vit_tiny_patch4_32", "random:vit_small_patch4_32"
+    common = ["--model", a, "--model", b, "--data", str(image_folder), "--batch-size", "5",
+              "--workers", "0", "--device", "cpu"]
+    res = run(*common[:-2], "--out", str(tmp_path / "one"))
+    assert res.exit_code == 0, res.output
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29523", "-m", "vitscope", "compare", *common,
+                           "--out", str(tmp_path / "two")],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["processes"] == 2 and two["data"]["images"] == one["data"]["images"] == 24
+    assert two["data"]["skipped"] == 1 and two["data"]["cka_images"] == one["data"]["cka_images"] == 24
+    for t in one["cka"]:
+        np.testing.assert_allclose(two["cka"][t], one["cka"][t], rtol=0, atol=1e-9, err_msg=t)

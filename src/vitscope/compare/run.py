@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 from vitscope.capture import Taps, TapError, ViTInfo, vit_info
 from vitscope.results import versions, write_json
-from vitscope.runtime import resolve_device
+from vitscope.runtime import distributed, init_distributed, shard_batches
 from vitscope.compare.grams import LAYER_TYPES, GramCollector
 from vitscope.compare.paired import PairedTransform
 from vitscope.compare.plots import plot_cka
@@ -160,7 +161,7 @@ def _model_record(side: _Side) -> dict[str, Any]:
 
 def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: torch.device, precision: str,
             cka: dict[str, MinibatchCKA], agreement: PredictionAgreement | None,
-            label_map: torch.Tensor | None) -> tuple[int, int, SkipLog]:
+            label_map: torch.Tensor | None, progress: bool = True) -> tuple[int, int, SkipLog]:
     """The pass over the images: both models per batch, Grams into ``cka``, scores into ``agreement``.
 
     Returns the images seen, those left out of CKA (a last batch under 4), and the skipped files.
@@ -170,7 +171,8 @@ def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: to
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with contextlib.ExitStack() as stack:
         taps = [stack.enter_context(Taps(s.model, s.collector.taps, s.collector)) for s in sides]
-        bar = stack.enter_context(tqdm(total=len(loader.dataset), unit="img", desc="compare", dynamic_ncols=True))
+        bar = stack.enter_context(tqdm(total=len(loader.dataset), unit="img", desc="compare", dynamic_ncols=True,
+                                                disable=not progress))
         for batch in iterate(loader, skips):
             views = paired.split(batch.images)
             grams, scores = [], []
@@ -201,7 +203,7 @@ def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: to
 def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     """Run the comparison, write ``results.json`` and ``cka_*.png`` into ``cfg.out``; return the results."""
     _validate(cfg)
-    device = resolve_device(cfg.device)
+    rank, world, device = init_distributed(cfg.device)
     models = [load(spec, seed=cfg.seed + i) for i, spec in enumerate(cfg.models)]
     sides: list[_Side] = []
     for spec, model in zip(cfg.models, models):
@@ -220,7 +222,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         [json.dumps(model_data_config(m), sort_keys=True, default=str) for m in models],
     )
     dataset = open_dataset(cfg.data, paired)
-    data = sample_images(dataset, cfg.images, cfg.seed)
+    data = shard_batches(sample_images(dataset, cfg.images, cfg.seed), cfg.batch_size, rank, world)
     loader = make_loader(data, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
     label_map, agreement_note, with_agreement = _setup_agreement(cfg, sides, list(getattr(dataset, "classes", [])))
     for side in sides:
@@ -230,10 +232,19 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     cka = {t: MinibatchCKA(depths[0], depths[-1], device=device) for t in cfg.layer_types}
     agreement = PredictionAgreement(sides[0].num_classes, cfg.ks, device=device) if with_agreement else None
     start = time.perf_counter()
-    seen, short, skips = _stream(sides, paired, loader, device, cfg.precision, cka, agreement, label_map)
+    seen, short, skips = _stream(sides, paired, loader, device, cfg.precision, cka, agreement, label_map,
+                                 progress=rank == 0)
     seconds = time.perf_counter() - start
+    skipped = list(skips.messages)
+    if distributed():  # every rank gets here: the collectives cannot hang
+        counts = torch.tensor([seen, short], dtype=torch.long, device=device)
+        dist.all_reduce(counts)
+        seen, short = (int(c) for c in counts.tolist())
+        parts: list[list[str]] = [[] for _ in range(world)]
+        dist.all_gather_object(parts, skipped)
+        skipped = [m for part in parts for m in part]
     if seen - short == 0:
-        raise VitscopeError(f"no readable images in '{cfg.data}' ({skips.count} skipped)")
+        raise VitscopeError(f"no readable images in '{cfg.data}' ({len(skipped)} skipped)")
 
     matrices = {t: acc.compute().cpu().tolist() for t, acc in cka.items()}
     label_a = "A" if len(sides) == 2 else "model"
@@ -242,11 +253,12 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         "format": RESULTS_FORMAT,
         "version": 1,
         "config": {**asdict(cfg), "out": str(cfg.out), "device": str(device)},
+        "processes": world,
         "models": [_model_record(s) for s in sides],
         "self_comparison": len(sides) == 1,
         "data": {"spec": cfg.data, "images_requested": cfg.images, "images_available": len(dataset),
-                 "images": seen, "cka_images": int(cka[cfg.layer_types[0]].images.item()),
-                 "skipped": skips.count, "skipped_examples": skips.messages[:20]},
+                 "images": seen, "cka_images": seen - short,
+                 "skipped": len(skipped), "skipped_examples": skipped[:20]},
         "seed": cfg.seed,
         "token_reduction": cfg.token_reduction,
         "estimator": "minibatch linear CKA, unbiased HSIC_1 summed over batches, ratio at the end "
@@ -260,6 +272,8 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         "agreement": agreement.compute() if agreement is not None else None,
         "agreement_note": agreement_note,
     }
+    if rank != 0:
+        return results
     out = Path(cfg.out)
     write_json(out / "results.json", results)
     title = f"{label_a}: {sides[0].spec}" + (f"   {label_b}: {sides[1].spec}" if len(sides) == 2 else "")
