@@ -27,7 +27,7 @@ class Cli:
     tiny = '{"img_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2}'  # --set model_kwargs=...
     src = Path(__file__).parents[2] / "src"
     python = sys.executable
-    module = ["-m", "vitscope.commands.pretrain"]  # the command alone: runs without the other commands
+    module = ["-m", "vitscope", "pretrain"]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(self.src), "OMP_NUM_THREADS": "1"}

@@ -66,14 +66,3 @@ def pretrain(
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain)
 
-
-if __name__ == "__main__":  # `python -m vitscope.commands.pretrain --method ...`: this command alone
-    import sys
-
-    standalone = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    standalone.command()(pretrain)
-    try:
-        standalone()
-    except VitscopeError as e:
-        print(f"vitscope: error: {e}", file=sys.stderr)
-        sys.exit(2)
