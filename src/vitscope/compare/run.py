@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from vitscope.capture import Taps, TapError, ViTInfo, vit_info
 from vitscope.results import versions, write_json
-from vitscope.runtime import distributed, init_distributed, shard_batches
+from vitscope.runtime import autocast, distributed, init_distributed, shard_batches
 from vitscope.compare.grams import LAYER_TYPES, GramCollector
 from vitscope.compare.paired import PairedTransform
 from vitscope.compare.plots import plot_cka
@@ -168,7 +168,6 @@ def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: to
     """
     skips = SkipLog()
     seen = short = 0
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with contextlib.ExitStack() as stack:
         taps = [stack.enter_context(Taps(s.model, s.collector.taps, s.collector)) for s in sides]
         bar = stack.enter_context(tqdm(total=len(loader.dataset), unit="img", desc="compare", dynamic_ncols=True,
@@ -177,7 +176,7 @@ def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: to
             views = paired.split(batch.images)
             grams, scores = [], []
             for side, tap, x in zip(sides, taps, views):
-                with torch.no_grad(), autocast:
+                with torch.no_grad(), autocast(device, precision):
                     out = side.forward(x.to(device, non_blocking=True))
                 tap.check()
                 grams.append(side.collector.take())

@@ -190,15 +190,20 @@ def collate(items: list[Item]) -> Batch:
     )
 
 
-def subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    """A seeded random subset of ``n`` items (all items, in order, when ``n`` is None or ≥ len)."""
+def subset_indices(total: int, n: int | None, seed: int) -> list[int] | None:
+    """Sorted indices of a seeded random choice of ``n`` of ``total`` items; None = take all."""
     if n is not None and n <= 0:
         raise VitscopeError(f"number of images must be positive, got {n}")
-    if n is None or n >= len(ds):  # type: ignore[arg-type]
-        return ds
+    if n is None or n >= total:
+        return None
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(ds), generator=g)[:n].sort().values.tolist()  # type: ignore[arg-type]
-    return Subset(ds, idx)
+    return torch.randperm(total, generator=g)[:n].sort().values.tolist()
+
+
+def subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """A seeded random subset of ``n`` items (all items, in order, when ``n`` is None or ≥ len)."""
+    idx = subset_indices(len(ds), n, seed)  # type: ignore[arg-type]
+    return ds if idx is None else Subset(ds, idx)
 
 
 def make_loader(ds: Dataset, batch_size: int, *, workers: int | None = None, pin: bool = False) -> DataLoader:

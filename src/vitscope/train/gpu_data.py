@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from vitscope.data.images import ArrayImages, collate, open_dataset, read_image
+from vitscope.data.images import ArrayImages, collate, open_dataset, read_image, subset_indices
 from vitscope.errors import VitscopeError
 from vitscope.results import atomic_write
 
@@ -129,10 +129,8 @@ def load_arrays(spec: str, workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _subset_rows(n: int, num_images: int | None, seed: int) -> np.ndarray | None:
-    if num_images is None or num_images >= n:
-        return None
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=g)[:num_images].sort().values.numpy()
+    idx = subset_indices(n, num_images, seed)
+    return None if idx is None else np.asarray(idx)
 
 
 class DeviceImages:
