@@ -15,7 +15,7 @@ import typer
 
 from vitscope.errors import VitscopeError
 
-COMMANDS = ("analyze", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "demo")
+COMMANDS = ("analyze", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo", "demo")
 
 app = typer.Typer(
     name="vitscope",

@@ -96,3 +96,17 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def probe_accuracies(probe: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """``{"knn"|"linear": {feature: accuracy per block}}`` from a ``probe.json``.
+
+    The two methods nest differently (``knn.accuracy[feature]`` beside ``k`` and ``T``;
+    ``linear[feature].accuracy`` beside each probe's history); every reader goes through here.
+    """
+    out: dict[str, dict[str, list[float]]] = {}
+    if isinstance(probe.get("knn"), dict):
+        out["knn"] = dict(probe["knn"].get("accuracy", {}))
+    if isinstance(probe.get("linear"), dict):
+        out["linear"] = {k: v["accuracy"] for k, v in probe["linear"].items() if isinstance(v, dict)}
+    return out

@@ -11,7 +11,7 @@ Data specs:
                       classes when every image sits in one, else the folder is flat
                       (labels ``-1``).
 ``FILE.npz``          arrays: ``images`` (or ``x``) ``[N, H, W, C]`` / ``[N, H, W]``
-                      uint8, optional ``labels`` (or ``y``) ``[N]``.
+                      uint8, optional ``labels`` (or ``y``) ``[N]`` and ``classes`` (names).
 ``cifar10[:SPLIT]``   CIFAR-10 through torchvision (``test`` by default, or ``train``),
                       downloaded to ``$VITSCOPE_DATA`` (default ``~/.cache/vitscope``).
 """
@@ -126,7 +126,8 @@ def _load_npz(path: Path, transform: Transform) -> ArrayImages:
             if key is None:
                 raise VitscopeError(f"{path} has no 'images' (or 'x') array; it has {sorted(z.files)}")
             lab = next((k for k in ("labels", "y", "Y") if k in z), None)
-            return ArrayImages(z[key], z[lab] if lab else None, transform)
+            classes = [str(c) for c in z["classes"]] if "classes" in z else ()
+            return ArrayImages(z[key], z[lab] if lab else None, transform, classes=classes)
     except (OSError, ValueError) as e:
         raise VitscopeError(f"cannot read {path} as .npz: {e}") from e
 

@@ -5,6 +5,8 @@ Spec grammar (also printed by ``vitscope analyze --help``):
 ``timm:NAME``        timm model with its pretrained weights (downloaded by timm/HF hub),
                      e.g. ``timm:vit_base_patch16_224.mae``.
 ``random:NAME``      the same architecture with random (seeded) weights.
+``zoo:NAME``         a model vitscope trained and ships (``vitscope zoo`` lists them),
+                     its sha256 checked; see :mod:`vitscope.models.zoo`.
 ``hf:REPO_ID``       a Hugging Face ViT / ViT-MAE / DINOv2 checkpoint, converted to timm.
 ``PATH[@NAME]``      a checkpoint file; its format is detected from its keys (MoCo v3,
                      SimMIM, MAE, DINO, BEiT, timm state dict, ``.safetensors``, vitscope's
@@ -27,6 +29,7 @@ from vitscope.models.timm_factory import create_timm
 
 SUPPORTED_SPECS = (
     "timm:NAME (pretrained timm weights, downloaded), random:NAME (random weights), "
+    "zoo:NAME (a model vitscope trained and ships; `vitscope zoo` lists them), "
     "hf:REPO_ID or hf:/local/dir (Hugging Face ViT, ViT-MAE, DINOv2, DINOv2 with registers), "
     "or PATH[@ARCH] to a checkpoint file, format detected from its keys: MoCo v3 (.pth.tar), "
     "SimMIM, MAE (pretrained or fine-tuned), DINO (full or backbone), BEiT (pretrained or fine-tuned), "
@@ -37,7 +40,7 @@ SUPPORTED_SPECS = (
 
 @dataclass(frozen=True)
 class Spec:
-    """A parsed model spec: ``source`` is one of timm, random, hf, file."""
+    """A parsed model spec: ``source`` is one of timm, random, hf, zoo, file."""
 
     source: str
     target: str
@@ -52,7 +55,7 @@ class Spec:
 def parse_spec(spec: str) -> Spec:
     """Split a model spec into source and target; raise :class:`VitscopeError` if unknown."""
     spec = spec.strip()
-    for source in ("timm", "random", "hf"):
+    for source in ("timm", "random", "hf", "zoo"):
         if spec.startswith(source + ":"):
             target = spec[len(source) + 1 :]
             if not target:
@@ -81,6 +84,10 @@ def load(spec: str, *, seed: int = 0) -> nn.Module:
         from vitscope.models.hf import load_hf
 
         model = load_hf(s.target)
+    elif s.source == "zoo":
+        from vitscope.models.zoo import load_zoo
+
+        model = load_zoo(s.target)
     else:
         model = load_checkpoint(Path(s.target), arch=s.arch)
     if not hasattr(model, "blocks"):

@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from vitscope.results import read_json, write_atomic
+from vitscope.results import probe_accuracies, read_json, write_atomic
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -70,11 +70,8 @@ def _per_block_table(cols: list[tuple[str, list[Any]]]) -> str:
 
 
 def _probe_columns(r: dict[str, Any]) -> list[tuple[str, list[Any]]]:
-    cols = []
-    for method in ("knn", "linear"):
-        acc = (r.get(method) or {}).get("accuracy", {})
-        cols += [(f"{method} {feat}", v) for feat, v in acc.items() if feat != "pooled"]
-    return cols
+    return [(f"{method} {feat}", v) for method, acc in probe_accuracies(r).items()
+            for feat, v in acc.items() if feat != "pooled"]
 
 
 def _analysis_columns(m: dict[str, Any]) -> list[tuple[str, list[Any]]]:
@@ -110,9 +107,27 @@ def section(folder: Path) -> str:
     return "\n".join(parts)
 
 
-def build_report(folders: list[Path], out: Path, title: str = "vitscope report") -> Path:
-    """Write ``out`` (an .html file) with one section per results folder."""
-    body = "\n".join(section(f) for f in folders)
+def findings_section(folders: list[Path], families: dict[str, str]) -> str:
+    """The papers' claims checked on ``folders`` (:mod:`vitscope.report.findings`) as a table."""
+    from vitscope.report.findings import MARK, check_claims, gather
+
+    rows = check_claims(gather(folders, families))
+    fams = ", ".join(f"{html.escape(k)} = {html.escape(v)}" for k, v in families.items())
+    body = "".join(
+        f"<tr><td style='text-align:center'>{MARK[v.status]}</td><td class=k>{html.escape(c.paper)}, "
+        f"{html.escape(c.figure)}</td><td style='text-align:left'>{html.escape(c.statement)}</td>"
+        f"<td style='text-align:left'>{html.escape(v.status)}: {html.escape(v.numbers)}</td></tr>"
+        for c, v in rows)
+    return (f"<h2>Findings: the papers' claims on these results</h2><p>Families: {fams}. "
+            f"✓ holds, ✗ does not hold, – not enough data in the folders given.</p>"
+            f"<table><tr><th></th><th>paper, figure</th><th>claim</th><th>measured</th></tr>{body}</table>")
+
+
+def build_report(folders: list[Path], out: Path, title: str = "vitscope report",
+                 families: dict[str, str] | None = None) -> Path:
+    """Write ``out`` (an .html file): the findings table when ``families`` are given, then one
+    section per results folder."""
+    body = (findings_section(folders, families) if families else "") + "\n".join(section(f) for f in folders)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
     write_atomic(out, page.encode())

@@ -1,0 +1,182 @@
+"""The model zoo: encoders vitscope trained itself, shipped with the package (``zoo:NAME``).
+
+Each entry is an fp16 ``.safetensors`` file of a timm ViT encoder (no head) plus one line
+of ``manifest.json``: method, architecture, data, epochs, recipe, wall time, hardware,
+linear-probe and 20-NN accuracy and the file's sha256, which is checked on every load, so
+a damaged or replaced file is a one-line error instead of silently wrong numbers.
+
+The zoo folder is ``src/vitscope/zoo/`` (package data); ``$VITSCOPE_ZOO`` points
+elsewhere (a folder with the same layout, e.g. GPU-trained models under the same names).
+:func:`add_entry` writes an entry from a ``vitscope pretrain`` run (``vitscope zoo add``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save
+from torch import nn
+
+from vitscope.errors import VitscopeError
+from vitscope.models.checkpoints import load_strict, read_checkpoint
+from vitscope.models.converters import VITSCOPE_FORMAT
+from vitscope.models.timm_factory import create_timm
+from vitscope.results import probe_accuracies, read_json, write_atomic, write_json
+
+MANIFEST = "manifest.json"
+
+
+def zoo_dir() -> Path:
+    """The zoo folder: ``$VITSCOPE_ZOO`` if set, else the package's own ``vitscope/zoo``."""
+    env = os.environ.get("VITSCOPE_ZOO")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "zoo"
+
+
+def manifest(folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    """``{name: entry}`` from the zoo's ``manifest.json`` (empty when there is none)."""
+    path = (folder or zoo_dir()) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as e:
+        raise VitscopeError(f"zoo manifest {path} is unreadable: {e}") from e
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise VitscopeError(f"zoo manifest {path} has no 'models' mapping")
+    return models
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def entry(name: str, folder: Path | None = None) -> dict[str, Any]:
+    """The manifest entry of ``name``; unknown names list the known ones."""
+    models = manifest(folder)
+    if name not in models:
+        known = ", ".join(sorted(models)) or "none (the zoo folder has no manifest)"
+        raise VitscopeError(f"the zoo has no model '{name}'. Valid options are: {known}")
+    return models[name]
+
+
+def zoo_file(name: str, folder: Path | None = None) -> Path:
+    """The weights file of ``name``, its sha256 checked against the manifest."""
+    folder = folder or zoo_dir()
+    e = entry(name, folder)
+    path = folder / e["file"]
+    if not path.is_file():
+        raise VitscopeError(f"zoo model '{name}': weights file {path} is missing")
+    digest = sha256(path)
+    if digest != e["sha256"]:
+        raise VitscopeError(f"zoo model '{name}': {path} is damaged (sha256 {digest[:12]}…, "
+                            f"manifest says {e['sha256'][:12]}…); reinstall vitscope or restore the file")
+    return path
+
+
+def load_zoo(name: str, folder: Path | None = None) -> nn.Module:
+    """The zoo model ``name`` as an fp32 timm ViT (architecture from the manifest, weights checked)."""
+    e = entry(name, folder)
+    path = zoo_file(name, folder)
+    state = {k: v.float() for k, v in read_checkpoint(path).items()}
+    model = create_timm(e["arch"], pretrained=False, **e.get("arch_kwargs", {}))
+    load_strict(model, state, f"zoo model '{name}' ({path})")
+    return model
+
+
+def describe(name: str, e: Mapping[str, Any]) -> str:
+    """One manifest line: ``NAME  method  arch  epochs  budget  k-NN / linear``."""
+    acc = e.get("accuracy", {})
+    knn, lin = acc.get("knn_last_block"), acc.get("linear_last_block")
+    accs = (f"20-NN {knn:.3f}" if knn is not None else "20-NN -") + \
+           (f", linear {lin:.3f}" if lin is not None else ", linear -")
+    return (f"zoo:{name:18s} {e.get('method', '?'):7s} {e.get('architecture', e.get('arch', '?'))}, "
+            f"{e.get('epochs', '?')} epochs on {e.get('data', '?')} ({e.get('budget', '?')}); {accs} "
+            f"(last block, {acc.get('feature', 'cls')})")
+
+
+def _last(values: list[float] | None) -> float | None:
+    return float(values[-1]) if values else None
+
+
+def _probe_accuracy(probe: Mapping[str, Any], feature: str) -> dict[str, Any]:
+    """Last-block and best-block accuracies of a ``probe.json`` for one token feature."""
+    out: dict[str, Any] = {"feature": feature}
+    for method, by_feature in probe_accuracies(dict(probe)).items():
+        per_block = by_feature.get(feature)
+        if per_block:
+            out[f"{method}_last_block"] = _last(per_block)
+            out[f"{method}_best_block"] = int(max(range(len(per_block)), key=per_block.__getitem__)) + 1
+            out[f"{method}_best"] = float(max(per_block))
+            out[f"{method}_per_block"] = [float(v) for v in per_block]
+    return out
+
+
+def training_summary(run: Path) -> dict[str, Any]:
+    """Wall time, steps and first/last loss of a pretraining run from its ``log.jsonl``.
+
+    Wall time is the sum of the logged intervals (``log_every · batch / img_per_s``), so
+    the gaps between resumed pieces of a run are not counted.
+    """
+    cfg = read_json(run / "config.json")
+    lines = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise VitscopeError(f"{run}/log.jsonl has no records")
+    seconds, prev = 0.0, 0
+    for rec in lines:
+        seconds += (rec["step"] - prev) * cfg["batch_size"] / rec["img_per_s"]
+        prev = rec["step"]
+    return {"steps": int(lines[-1]["step"]), "wall_seconds": round(seconds, 1),
+            "loss_first": lines[0]["loss"], "loss_last": lines[-1]["loss"]}
+
+
+def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget: str, data: str,
+              feature: str = "cls", folder: Path | None = None, note: str = "") -> dict[str, Any]:
+    """Add (or replace) zoo model ``name`` from the pretraining run folder ``run``.
+
+    Writes ``NAME.safetensors`` (the encoder in fp16, no classifier head) and updates the
+    manifest with the run's recipe (its resolved ``config.json``), training summary and,
+    when ``probe`` (a ``vitscope probe`` output folder) is given, its accuracies.
+    """
+    folder = folder or zoo_dir()
+    ckpt = read_checkpoint(run / "checkpoint.pt")
+    if ckpt.get("format") != VITSCOPE_FORMAT or "model" not in ckpt or "config" not in ckpt:
+        raise VitscopeError(f"{run}/checkpoint.pt is not a vitscope pretraining checkpoint")
+    cfg = dict(ckpt["config"])
+    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()
+               if not k.startswith("head.")}
+    arch_kwargs = {k: v for k, v in (ckpt.get("arch_kwargs") or {}).items()}
+    blob = save(weights, metadata={"arch": str(ckpt["arch"]), "arch_kwargs": json.dumps(arch_kwargs),
+                                   "method": str(cfg["method"])})
+    file = f"{name}.safetensors"
+    write_atomic(folder / file, blob)
+    kw = ", ".join(f"{k}={v}" for k, v in arch_kwargs.items() if k != "num_classes")
+    e = {
+        "file": file, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
+        "method": cfg["method"] + (f" (lambda={cfg['lam']})" if cfg["method"] == "hybrid" else ""),
+        "arch": str(ckpt["arch"]), "arch_kwargs": arch_kwargs,
+        "architecture": f"{ckpt['arch']}({kw})" if kw else str(ckpt["arch"]),
+        "data": data, "epochs": int(cfg["epochs"]), "budget": budget, "hardware": hardware,
+        "recipe": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device", "workers", "tensorboard",
+                                                                "log_every", "save_every", "keep_every")},
+        "training": training_summary(run),
+        "accuracy": _probe_accuracy(read_json(probe / "probe.json"), feature) if probe else {},
+        "note": note,
+    }
+    path = folder / MANIFEST
+    models = manifest(folder)
+    models[name] = e
+    write_json(path, {"about": "vitscope model zoo: encoders trained with `vitscope pretrain`; "
+                               "load with the model spec zoo:NAME",
+                      "models": dict(sorted(models.items()))})
+    return e
