@@ -102,3 +102,12 @@ def test_resolve_class_map_by_name_and_index():
         resolve_class_map({"car": ["lorry"]}, ["car"], cifar, 10)
     with pytest.raises(VitscopeError, match="0..9"):
         resolve_class_map({"car": ["12"]}, ["car"], None, 10)
+
+
+def test_builtin_cifar10_map_names_the_shared_categories_by_cifar_class():
+    from vitscope.robustness.shape_bias import parse_class_map
+
+    m = parse_class_map(["cifar10"])
+    assert m == {"airplane": ["airplane"], "bird": ["bird"], "boat": ["ship"], "car": ["automobile"],
+                 "cat": ["cat"], "dog": ["dog"], "truck": ["truck"]}
+    assert parse_class_map(["cifar10", "car=truck"])["car"] == ["automobile", "truck"]  # pools with pairs

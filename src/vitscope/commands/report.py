@@ -17,12 +17,16 @@ def register(app: typer.Typer) -> None:
         folders: Annotated[list[Path], typer.Argument(help="results folders")],
         out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path("report.html"),
         title: Annotated[str, typer.Option(help="page title")] = "vitscope report",
+        family: Annotated[list[str] | None, typer.Option(
+            help="NAME=FAMILY (cl, mim, hybrid; -ft for fine-tuned): models whose folder or spec contains NAME "
+                 "belong to FAMILY; adds the table of the papers' claims checked on these results")] = None,
     ) -> None:
-        from vitscope.report.html import build_report
+        from vitscope.report.findings import parse_families
+        from vitscope.report.html import RESULT_FILES, build_report
 
-        from vitscope.report.html import RESULT_FILES
+        families = parse_families(family or [])
 
         for f in folders:
             if not f.is_dir() or not (any(f.glob("*.png")) or any((f / n).exists() for n in RESULT_FILES)):
                 raise VitscopeError(f"{f} is not a results folder (no {', '.join(RESULT_FILES)} and no PNG figures)")
-        typer.echo(str(build_report(folders, out, title)))
+        typer.echo(str(build_report(folders, out, title, families)))

@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         class_map: Optional[list[str]] = typer.Option(
             None, "--class-map",
-            help="category=class, or a JSON / 'category=class' lines file (repeatable); "
-                 "needed for classifiers that are not 1000-class ImageNet ones."),
+            help="category=class, cifar10 (the 7 categories CIFAR-10 shares), or a JSON / "
+                 "'category=class' lines file (repeatable); needed for classifiers that are not 1000-class ImageNet ones."),
         workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
     ) -> None:
         """Accuracy under frequency-band noise (Park et al. Fig. 8b) and shape bias on cue-conflict images (Fig. 8a)."""

@@ -45,18 +45,32 @@ def imagenet16_map() -> CategoryMap:
     return CategoryMap(cats, tuple(IMAGENET16_INDICES[c] for c in cats), "imagenet16")
 
 
+#: The 7 of Geirhos et al.'s 16 cue-conflict categories that CIFAR-10 also has, under its class names
+#: (``--class-map cifar10``); the other 9 categories (bear, bicycle, bottle, chair, clock,
+#: elephant, keyboard, knife, oven) have no CIFAR-10 class, so their stimuli are dropped.
+BUILTIN_MAPS: dict[str, dict[str, list[str]]] = {
+    "cifar10": {"airplane": ["airplane"], "bird": ["bird"], "boat": ["ship"], "car": ["automobile"],
+                "cat": ["cat"], "dog": ["dog"], "truck": ["truck"]},
+}
+
+
 def parse_class_map(entries: Sequence[str]) -> dict[str, list[str]]:
     """Class-map entries → ``{category: [class, ...]}``.
 
-    Each entry is ``category=class`` or a file holding a JSON object
-    (``{"car": "automobile", "boat": ["ship"]}``) or ``category=class`` lines (``#``
-    comments and blank lines ignored). A category given several times pools all its classes.
+    Each entry is ``category=class``, the name of a built-in map (:data:`BUILTIN_MAPS`:
+    ``cifar10``), or a file holding a JSON object (``{"car": "automobile", "boat": ["ship"]}``)
+    or ``category=class`` lines (``#`` comments and blank lines ignored). A category given
+    several times pools all its classes.
     """
     pairs: list[tuple[str, str]] = []
     for entry in entries:
+        if entry in BUILTIN_MAPS:
+            pairs += [(k, c) for k, v in BUILTIN_MAPS[entry].items() for c in v]
+            continue
         path = Path(entry)
         if "=" not in entry and not path.is_file():
-            raise VitscopeError(f"class map '{entry}' is neither a 'category=class' pair nor a file")
+            raise VitscopeError(f"class map '{entry}' is neither a 'category=class' pair, a built-in map "
+                                f"({', '.join(BUILTIN_MAPS)}) nor a file")
         if path.is_file():
             text = path.read_text()
             if text.lstrip().startswith("{"):

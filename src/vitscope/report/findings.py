@@ -1,0 +1,382 @@
+"""The papers' claims, checked on saved results: one table (:data:`CLAIMS`), each claim a small pure test.
+
+A user names each model's family (``--family moco=cl --family simmim=mim``): a key matches
+a results folder when it is part of the folder's name or of the model spec recorded in the
+results (the longest matching key wins, so ``ft-moco=cl-ft`` beats ``moco=cl``). Families:
+``cl`` (contrastive), ``mim`` (masked image modelling), ``hybrid`` (CL + MIM), each with an
+optional ``-ft`` suffix for a fine-tuned model.
+
+Each claim's test reads an :class:`Evidence` (everything the folders hold, by family) and
+returns a :class:`Verdict`: ``holds`` / ``does not hold`` / ``not enough data`` and the
+numbers behind it. When several models share a family, a comparison holds only if it
+holds for every CL × MIM pair. Blocks: "later half" = blocks ⌊L/2⌋+1…L, "first quarter" =
+blocks 1…⌈L/4⌉, "last quarter" = the last ⌈L/4⌉ blocks (1-based, as in the figures).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitscope.errors import VitscopeError
+from vitscope.results import probe_accuracies, read_json
+
+FAMILIES = ("cl", "mim", "hybrid")
+HOLDS, FAILS, NO_DATA = "holds", "does not hold", "not enough data"
+
+
+@dataclass
+class Model:
+    """One model's results of one kind: ``label`` (folder), ``family``, the parsed file."""
+
+    label: str
+    family: str
+    data: Any
+
+
+@dataclass
+class Evidence:
+    """Every results file given, sorted by kind; comparisons keep the families of both sides."""
+
+    analysis: list[Model] = field(default_factory=list)  # data: the "metrics" mapping
+    probe: list[Model] = field(default_factory=list)  # data: {"knn"|"linear": {feature: per block}}
+    finetune: list[Model] = field(default_factory=list)  # data: finetune.json
+    robustness: list[Model] = field(default_factory=list)  # data: one entry of results["models"]
+    compare: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)  # (label, fam A, fam B, res)
+
+    def of(self, kind: str, family: str) -> list[Model]:
+        return [m for m in getattr(self, kind) if m.family == family]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    numbers: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    paper: str
+    figure: str
+    statement: str
+    test: Callable[[Evidence], Verdict]
+
+
+def parse_families(items: Sequence[str]) -> dict[str, str]:
+    """``["moco=cl", "simmim=mim"]`` → ``{"moco": "cl", "simmim": "mim"}``; bad items are errors."""
+    out = {}
+    for item in items:
+        key, sep, fam = item.partition("=")
+        base = fam.strip().removesuffix("-ft")
+        if not sep or not key.strip() or base not in FAMILIES:
+            raise VitscopeError(f"--family expects NAME=FAMILY with FAMILY one of {list(FAMILIES)} "
+                                f"(optionally with -ft for a fine-tuned model), got '{item}'")
+        out[key.strip()] = fam.strip()
+    return out
+
+
+def family_of(texts: Sequence[str], families: Mapping[str, str]) -> str | None:
+    """The family of the longest key found in any of ``texts`` (None when no key matches)."""
+    hits = [k for k in families if any(k in t for t in texts)]
+    return families[max(hits, key=len)] if hits else None
+
+
+def gather(folders: Sequence[Path], families: Mapping[str, str]) -> Evidence:
+    """Read every results file in ``folders`` into an :class:`Evidence` (unmatched models are left out)."""
+    ev = Evidence()
+    for folder in folders:
+        name = folder.name
+        for file in ("results.json", "probe.json", "finetune.json"):
+            if (folder / file).is_file():
+                _add(ev, name, file, read_json(folder / file), families)
+    return ev
+
+
+def _add(ev: Evidence, name: str, file: str, r: dict[str, Any], families: Mapping[str, str]) -> None:
+    prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
+    if file == "probe.json" or file == "finetune.json":
+        fam = family_of([name, str(prov.get("model", ""))], families)
+        if fam:
+            getattr(ev, file.split(".")[0]).append(
+                Model(name, fam, probe_accuracies(r) if file == "probe.json" else r))
+    elif r.get("kind") == "vitscope-analysis":
+        fam = family_of([name, str(r["model"].get("spec", ""))], families)
+        if fam:
+            ev.analysis.append(Model(name, fam, r["metrics"]))
+    elif r.get("format") == "vitscope-robustness":
+        for m in r["models"]:
+            fam = family_of([m["spec"]] + ([name] if len(r["models"]) == 1 else []), families)
+            if fam:
+                ev.robustness.append(Model(f"{name}: {m['spec']}", fam, m))
+    elif r.get("format") == "vitscope-compare" and len(r["models"]) == 2:
+        fams = [family_of([m["spec"]], families) for m in r["models"]]
+        if all(fams):
+            ev.compare.append((name, str(fams[0]), str(fams[1]), r))
+
+
+# ----------------------------------------------------------------------------- block ranges
+
+def later_half(v: Sequence[float]) -> float:
+    return float(np.mean(v[len(v) // 2:]))
+
+
+def first_quarter(v: Sequence[float]) -> float:
+    return float(np.mean(v[: math.ceil(len(v) / 4)]))
+
+
+def last_quarter(v: Sequence[float]) -> float:
+    return float(np.mean(v[-math.ceil(len(v) / 4):]))
+
+
+def _mean_log(rows: list[list[float]]) -> list[float]:
+    """Mean log singular value per depth over the defined (finite) values: the log volume."""
+    return [float(np.mean([x for x in row if x is not None and x > -600])) for row in rows]
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+def contrast(items_a: list[Model], items_b: list[Model], value: Callable[[Any], float | None], bigger: str,
+             fmt: str = "{:.3f}", names: tuple[str, str] = ("CL", "MIM")) -> Verdict:
+    """Holds when ``value`` of every model in ``items_a`` exceeds (``bigger="a"``) or falls
+    below (``bigger="b"``) that of every model in ``items_b``."""
+    va = [(m.label, value(m.data)) for m in items_a]
+    vb = [(m.label, value(m.data)) for m in items_b]
+    va, vb = [(k, v) for k, v in va if v is not None], [(k, v) for k, v in vb if v is not None]
+    if not va or not vb:
+        return Verdict(NO_DATA, f"needs results of both {names[0]} and {names[1]} models")
+    ok = all((a > b) if bigger == "a" else (a < b) for _, a in va for _, b in vb)
+    text = "; ".join(f"{names[0]} {k}: {fmt.format(v)}" for k, v in va) + " vs " + \
+           "; ".join(f"{names[1]} {k}: {fmt.format(v)}" for k, v in vb)
+    return Verdict(HOLDS if ok else FAILS, text)
+
+
+def cl_vs_mim(kind: str, value: Callable[[Any], float | None], bigger: str, fmt: str = "{:.3f}"
+              ) -> Callable[[Evidence], Verdict]:
+    return lambda ev: contrast(ev.of(kind, "cl"), ev.of(kind, "mim"), value, bigger, fmt)
+
+
+def hybrid_beats_both(kind: str, value: Callable[[Any], float | None]) -> Callable[[Evidence], Verdict]:
+    def test(ev: Evidence) -> Verdict:
+        hyb = ev.of(kind, "hybrid")
+        others = ev.of(kind, "cl") + ev.of(kind, "mim")
+        if not ev.of(kind, "cl") or not ev.of(kind, "mim"):
+            return Verdict(NO_DATA, "needs results of hybrid, CL and MIM models")
+        return contrast(hyb, others, value, "a", names=("hybrid", "CL/MIM"))
+    return test
+
+
+def _probe(method: str, feature: str, where: Callable[[Sequence[float]], float]) -> Callable[[Any], float | None]:
+    def value(acc: dict[str, dict[str, list[float]]]) -> float | None:
+        per_block = acc.get(method, {}).get(feature)
+        return where(per_block) if per_block else None
+    return value
+
+
+def _last(v: Sequence[float]) -> float:
+    return float(v[-1])
+
+
+def _finetune(reinit: str) -> Callable[[Any], float | None]:
+    """Accuracy of a fine-tuning run: ``""`` plain, ``"first"``/``"last"`` with re-initialised blocks."""
+    def value(r: dict[str, Any]) -> float | None:
+        blocks = r.get("reinit_blocks") or []
+        kind = "" if not blocks else ("first" if min(blocks) == 0 else "last")
+        return float(r["accuracy"]) if kind == reinit else None
+    return value
+
+
+def reinit_drop(family_more: str, reinit: str) -> Callable[[Evidence], Verdict]:
+    """Fig. F.3: re-initialising the ``reinit`` blocks costs ``family_more`` more accuracy than the other."""
+    def drops(ev: Evidence, fam: str) -> list[Model]:
+        runs = ev.of("finetune", fam)
+        plain = [v for m in runs if (v := _finetune("")(m.data)) is not None]
+        hit = [(m.label, v) for m in runs if (v := _finetune(reinit)(m.data)) is not None]
+        return [Model(k, fam, max(plain) - v) for k, v in hit] if plain else []
+
+    def test(ev: Evidence) -> Verdict:
+        other = "mim" if family_more == "cl" else "cl"
+        return contrast(drops(ev, family_more), drops(ev, other), lambda d: d, "a", "{:.3f}",
+                        (family_more.upper() + " drop", other.upper() + " drop"))
+    return test
+
+
+def _diag(matrix: list[list[float]]) -> list[float]:
+    n = min(len(matrix), len(matrix[0]))
+    return [matrix[i][i] for i in range(n)]
+
+
+def _cl_mim_pairs(ev: Evidence, a: str = "cl", b: str = "mim") -> list[tuple[str, dict[str, Any]]]:
+    return [(label, r) for label, fa, fb, r in ev.compare if {fa, fb} == {a, b}]
+
+
+def cka_early_vs_late(ev: Evidence) -> Verdict:
+    pairs = _cl_mim_pairs(ev)
+    if not pairs:
+        return Verdict(NO_DATA, "needs a `vitscope compare` of a CL and a MIM model")
+    vals = [(label, first_quarter(_diag(r["cka"]["block"])), last_quarter(_diag(r["cka"]["block"])))
+            for label, r in pairs if "block" in r["cka"]]
+    if not vals:
+        return Verdict(NO_DATA, "the comparisons have no block-output CKA")
+    ok = all(e > l for _, e, l in vals)
+    return Verdict(HOLDS if ok else FAILS, "; ".join(f"{k}: diagonal CKA first quarter {e:.3f}, last quarter {l:.3f}"
+                                                      for k, e, l in vals))
+
+
+def cka_fc1_above_attention(ev: Evidence) -> Verdict:
+    pairs = [(k, r) for k, r in _cl_mim_pairs(ev) if {"fc1", "qkv", "ln1"} <= set(r["cka"])]
+    if not pairs:
+        return Verdict(NO_DATA, "needs a `vitscope compare` of a CL and a MIM model with fc1, qkv and ln1")
+    rows, ok = [], True
+    for label, r in pairs:
+        m = {t: float(np.mean(_diag(r["cka"][t]))) for t in ("fc1", "qkv", "ln1")}
+        ok &= m["fc1"] > m["qkv"] and m["fc1"] > m["ln1"]
+        rows.append(f"{label}: mean diagonal CKA fc1 {m['fc1']:.3f}, qkv {m['qkv']:.3f}, ln1 {m['ln1']:.3f}")
+    return Verdict(HOLDS if ok else FAILS, "; ".join(rows))
+
+
+def tau_cl_pairs_higher(ev: Evidence) -> Verdict:
+    def tau(pairs: list[tuple[str, dict[str, Any]]]) -> list[float]:
+        return [r["agreement"]["kendall_tau_b"]["all"]["top5"] for _, r in pairs
+                if r.get("agreement") and r["agreement"]["kendall_tau_b"]["all"].get("top5") is not None]
+    cc, cm = tau(_cl_mim_pairs(ev, "cl", "cl")), tau(_cl_mim_pairs(ev))
+    if not cc or not cm:
+        return Verdict(NO_DATA, "needs prediction agreement of two CL models and of a CL and a MIM model")
+    ok = min(cc) > max(cm)
+    return Verdict(HOLDS if ok else FAILS, f"τ-b top-5, CL-CL {', '.join(f'{t:.3f}' for t in cc)} vs "
+                                           f"CL-MIM {', '.join(f'{t:.3f}' for t in cm)}")
+
+
+def finetuned_mim_nears_cl(ev: Evidence) -> Verdict:
+    def mean_block(pairs: list[tuple[str, dict[str, Any]]]) -> list[float]:
+        return [float(np.mean(_diag(r["cka"]["block"]))) for _, r in pairs if "block" in r["cka"]]
+    before, after = mean_block(_cl_mim_pairs(ev)), mean_block(_cl_mim_pairs(ev, "cl", "mim-ft"))
+    if not before or not after:
+        return Verdict(NO_DATA, "needs CKA of CL vs MIM and of CL vs fine-tuned MIM (family mim-ft)")
+    ok = min(after) > max(before)
+    return Verdict(HOLDS if ok else FAILS, f"mean diagonal CKA, CL vs MIM {', '.join(f'{v:.3f}' for v in before)}; "
+                                           f"CL vs MIM fine-tuned {', '.join(f'{v:.3f}' for v in after)}")
+
+
+def hybrid_nmi_falls_at_end(ev: Evidence) -> Verdict:
+    hyb = ev.of("analysis", "hybrid")
+    if not hyb:
+        return Verdict(NO_DATA, "needs an analysis of a hybrid model")
+    rows, ok = [], True
+    for m in hyb:
+        nmi = m.data["attention"]["nmi"]
+        q = math.ceil(len(nmi) / 4)
+        end, rest = last_quarter(nmi), max(nmi[:-q])
+        ok &= end < rest
+        rows.append(f"{m.label}: NMI last quarter {end:.3f}, peak before it {rest:.3f}")
+    return Verdict(HOLDS if ok else FAILS, "; ".join(rows))
+
+
+def _attn(key: str, where: Callable[[Sequence[float]], float]) -> Callable[[Any], float | None]:
+    return lambda m: where(m["attention"][key]) if "attention" in m else None
+
+
+def _sim(key: str) -> Callable[[Any], float | None]:
+    def value(m: Any) -> float | None:
+        v = (m.get("similarity") or {}).get(key)
+        return later_half(v) if v and None not in v else None
+    return value
+
+
+def _volume_change(key: str) -> Callable[[Any], float | None]:
+    """Change of the log volume (mean log singular value) from the embedding to the last block."""
+    def value(m: Any) -> float | None:
+        if "spectrum" not in m:
+            return None
+        vol = _mean_log(m["spectrum"][key])
+        return vol[-1] - vol[0]
+    return value
+
+
+def _high_freq(m: Any) -> float | None:
+    """Mean over blocks of ΔlogAmplitude at the highest frequency (π on even grids)."""
+    return float(np.mean(m["fourier"]["delta_log_amplitude_at_highest"][1:])) if "fourier" in m else None
+
+
+def _shape_bias(m: dict[str, Any]) -> float | None:
+    return float(m["shape_bias"]["shape_bias"]) if "shape_bias" in m else None
+
+
+def _high_freq_drop(m: dict[str, Any]) -> float | None:
+    return float(m["noise"]["drop"][-1]) if "noise" in m else None
+
+
+PARK, SHEKHAR = "Park et al. 2023", "Shekhar et al. 2023"
+
+#: The papers' claims, each with its figure and the test that checks it on saved results.
+CLAIMS: tuple[Claim, ...] = (
+    Claim(PARK, "Fig. 3", "CL attends more globally than MIM: larger attention distance in the later half",
+          cl_vs_mim("analysis", _attn("distance", later_half), "a", "{:.1f} px")),
+    Claim(PARK, "Fig. 4", "CL attention collapses to one map for all queries: lower NMI than MIM in the later half",
+          cl_vs_mim("analysis", _attn("nmi", later_half), "b")),
+    Claim(PARK, "Fig. 5 left", "CL heads are more alike than MIM's in the later half (cosine between heads)",
+          cl_vs_mim("analysis", _sim("heads_cosine"), "a")),
+    Claim(PARK, "Fig. 5 middle", "CL self-attention changes tokens less than MIM's in the later half "
+                                 "(cosine before vs after attention)", cl_vs_mim("analysis", _sim("depth_cosine"), "a")),
+    Claim(PARK, "Fig. 5 right", "CL tokens are more alike than MIM's in the later half (cosine between tokens)",
+          cl_vs_mim("analysis", _sim("tokens_cosine"), "a")),
+    Claim(PARK, "Fig. 7 top", "CL grows the volume of one image's tokens less than MIM "
+                              "(change of mean log singular value, embedding → last block)",
+          cl_vs_mim("analysis", _volume_change("token_log_sv"), "b")),
+    Claim(PARK, "Fig. 7 bottom", "CL grows the volume of the image set more than MIM "
+                                 "(change of mean log singular value of GAP vectors, embedding → last block)",
+          cl_vs_mim("analysis", _volume_change("image_log_sv"), "a")),
+    Claim(PARK, "Fig. 9", "CL keeps less high frequency than MIM (ΔlogAmplitude at the highest frequency, "
+                          "mean over blocks)", cl_vs_mim("analysis", _high_freq, "b")),
+    Claim(PARK, "Fig. 8 left", "CL is more shape-biased than MIM (cue-conflict shape bias)",
+          cl_vs_mim("robustness", _shape_bias, "a")),
+    Claim(PARK, "Fig. 8 right", "MIM loses more accuracy than CL under the highest-frequency noise",
+          cl_vs_mim("robustness", _high_freq_drop, "b")),
+    Claim(PARK, "Fig. 1 left", "CL beats MIM in linear probing (last block, CLS)",
+          cl_vs_mim("probe", _probe("linear", "cls", _last), "a")),
+    Claim(PARK, "Fig. 1 left", "MIM beats CL in fine-tuning", cl_vs_mim("finetune", _finetune(""), "b")),
+    Claim(PARK, "Fig. 11", "Later layers of CL matter: CL beats MIM in linear probing of the last quarter (GAP)",
+          cl_vs_mim("probe", _probe("linear", "gap", last_quarter), "a")),
+    Claim(PARK, "Fig. 11", "Early layers of MIM matter: MIM beats CL in linear probing of the first quarter (GAP)",
+          cl_vs_mim("probe", _probe("linear", "gap", first_quarter), "b")),
+    Claim(PARK, "Fig. F.3", "Re-initialising the last blocks costs CL more fine-tuning accuracy than MIM",
+          reinit_drop("cl", "last")),
+    Claim(PARK, "Fig. F.3", "Re-initialising the first blocks costs MIM more fine-tuning accuracy than CL",
+          reinit_drop("mim", "first")),
+    Claim(PARK, "Fig. 12 left", "CL + MIM beats both in linear probing (last block, CLS)",
+          hybrid_beats_both("probe", _probe("linear", "cls", _last))),
+    Claim(PARK, "Fig. 12 left", "CL + MIM beats both in fine-tuning", hybrid_beats_both("finetune", _finetune(""))),
+    Claim(PARK, "Fig. 12 middle", "CL + MIM attention NMI falls at the end of the model", hybrid_nmi_falls_at_end),
+    Claim(SHEKHAR, "Fig. 1", "CL and MIM models correspond in early layers and diverge later "
+                             "(diagonal CKA of block outputs, first vs last quarter)", cka_early_vs_late),
+    Claim(SHEKHAR, "Fig. 2", "Across CL and MIM, fc1 layers are more alike than attention (qkv) and LayerNorm layers",
+          cka_fc1_above_attention),
+    Claim(SHEKHAR, "Fig. 3", "CL's last block holds more class information: higher 20-NN accuracy (CLS)",
+          cl_vs_mim("probe", _probe("knn", "cls", _last), "a")),
+    Claim(SHEKHAR, "Fig. 4", "Two CL models rank classes more alike than a CL and a MIM model (Kendall τ-b)",
+          tau_cl_pairs_higher),
+    Claim(SHEKHAR, "Fig. 5", "Fine-tuning makes a MIM model more like the CL model (mean diagonal CKA)",
+          finetuned_mim_nears_cl),
+)
+
+
+def check_claims(ev: Evidence) -> list[tuple[Claim, Verdict]]:
+    """Every claim of :data:`CLAIMS` with its verdict on ``ev``."""
+    return [(c, c.test(ev)) for c in CLAIMS]
+
+
+MARK = {HOLDS: "✓", FAILS: "✗", NO_DATA: "–"}
+
+
+def findings_text(rows: list[tuple[Claim, Verdict]], only_measured: bool = False) -> str:
+    """The findings as a plain-text table (one line per claim) for the terminal."""
+    lines = []
+    for c, v in rows:
+        if only_measured and v.status == NO_DATA:
+            continue
+        lines.append(f"{MARK[v.status]} {c.paper.split()[0]:8s} {c.figure:14s} {c.statement}\n      {v.numbers}")
+    return "\n".join(lines)
