@@ -11,15 +11,22 @@ from vitscope.errors import VitscopeError
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("plot", help="Overlay results.json files of `vitscope analyze` into one PNG per metric.")
+    @app.command("plot", help="Overlay results.json files of `vitscope analyze` into one PNG per metric; "
+                              "pretraining run folders (log.jsonl) give training_loss.png instead.")
     def _cmd(
-        results: Annotated[list[Path], typer.Argument(help="results.json files (or their folders)")],
+        results: Annotated[list[Path], typer.Argument(help="results.json files (or their folders), or "
+                                                             "`vitscope pretrain` run folders")],
         out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
         label: Annotated[list[str] | None, typer.Option(help="one label per results file")] = None,
     ) -> None:
         from vitscope.report.plots import plot_all
+        from vitscope.report.training import plot_training_curves, read_log
         from vitscope.results import read_json
 
+        if all((p / "log.jsonl").is_file() for p in results):
+            logs = [(label[i] if label and i < len(label) else p.name, read_log(p)) for i, p in enumerate(results)]
+            typer.echo(str(plot_training_curves(logs, out / "training_loss.png")))
+            return
         runs = []
         for i, p in enumerate(results):
             p = p / "results.json" if p.is_dir() else p

@@ -101,9 +101,9 @@ def _add(ev: Evidence, name: str, file: str, r: dict[str, Any], families: Mappin
     prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
     if file == "probe.json" or file == "finetune.json":
         fam = family_of([name, str(prov.get("model", ""))], families)
-        if fam:
+        if fam:  # a fine-tuning run counts for the family of the model it started from
             getattr(ev, file.split(".")[0]).append(
-                Model(name, fam, probe_accuracies(r) if file == "probe.json" else r))
+                Model(name, fam.removesuffix("-ft"), probe_accuracies(r) if file == "probe.json" else r))
     elif r.get("kind") == "vitscope-analysis":
         fam = family_of([name, str(r["model"].get("spec", ""))], families)
         if fam:
