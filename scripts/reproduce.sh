@@ -133,4 +133,4 @@ for m in $METHODS; do
 done
 V report "$OUT"/overlay "$OUT"/overlay-moco-simmim "$OUT"/analyze-* "$OUT"/probe-* "$OUT"/ft-* "$OUT"/cka-* \
   "$OUT"/robustness "${families[@]}" --title "vitscope: Park et al. and Shekhar et al. on CIFAR-10" \
-  --out "$OUT/report.html"
+  --findings-markdown "$OUT/findings.md" --out "$OUT/report.html"

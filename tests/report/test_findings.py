@@ -143,3 +143,10 @@ def test_report_has_the_findings_table(tmp_path):
     page = build_report([cl, mim], tmp_path / "r.html", families={"moco": "cl", "simmim": "mim"}).read_text()
     assert "Findings" in page and "Fig. 3" in page and page.count("✓") >= 2 and "not enough data" in page
     assert "Findings" not in build_report([cl], tmp_path / "plain.html").read_text()
+
+
+def test_markdown_table_has_one_row_per_claim(tmp_path):
+    cl = write(tmp_path / "an-moco", "results.json", analysis([16, 16], [0.0, 0.0]))
+    md = F.findings_markdown(F.check_claims(F.gather([cl], {"moco": "cl"})))
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(F.CLAIMS) and all(ln.count("|") == 6 for ln in lines)

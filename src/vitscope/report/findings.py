@@ -380,3 +380,10 @@ def findings_text(rows: list[tuple[Claim, Verdict]], only_measured: bool = False
             continue
         lines.append(f"{MARK[v.status]} {c.paper.split()[0]:8s} {c.figure:14s} {c.statement}\n      {v.numbers}")
     return "\n".join(lines)
+
+
+def findings_markdown(rows: list[tuple[Claim, Verdict]]) -> str:
+    """The findings as a Markdown table (paper, figure, claim, verdict, numbers), e.g. for docs."""
+    head = "| paper | figure | claim | verdict | measured |\n| --- | --- | --- | --- | --- |\n"
+    return head + "".join(f"| {c.paper} | {c.figure} | {c.statement} | {MARK[v.status]} {v.status} | "
+                          f"{v.numbers.replace('|', '/')} |\n" for c, v in rows)
