@@ -150,3 +150,17 @@ def test_markdown_table_has_one_row_per_claim(tmp_path):
     md = F.findings_markdown(F.check_claims(F.gather([cl], {"moco": "cl"})))
     lines = md.strip().splitlines()
     assert len(lines) == 2 + len(F.CLAIMS) and all(ln.count("|") == 6 for ln in lines)
+
+
+def test_finetuning_claim_pairs_each_mim_model_with_its_own_finetuned_self(tmp_path):
+    # regression: comparing the smallest CKA after fine-tuning with the largest before, across
+    # different MIM models, called 0.79 → 0.815 (MAE) and 0.87 → 0.889 (SimMIM) a failure
+    fam = {"moco": "cl", "simmim": "mim", "mae": "mim", "ft-simmim": "mim-ft", "ft-mae": "mim-ft"}
+    runs = {"cka-moco-mae": ("zoo:mae", 0.79), "cka-moco-simmim": ("zoo:simmim", 0.87),
+            "cka-moco-ft-mae": ("runs/ft-mae/checkpoint.pt", 0.815),
+            "cka-moco-ft-simmim": ("runs/ft-simmim/checkpoint.pt", 0.889)}
+    folders = [write(tmp_path / k, "results.json", compare("zoo:moco", spec, [v] * 4)) for k, (spec, v) in runs.items()]
+    v = verdict(F.gather(folders, fam), "Fig. 5", paper="Shekhar")
+    assert v.status == F.HOLDS and "moco vs mae: 0.790 before, 0.815 after" in v.numbers
+    lower = write(tmp_path / "cka-moco-ft-mae", "results.json", compare("zoo:moco", "runs/ft-mae/checkpoint.pt", [0.5] * 4))
+    assert verdict(F.gather(folders[:2] + [lower, folders[3]], fam), "Fig. 5", paper="Shekhar").status == F.FAILS

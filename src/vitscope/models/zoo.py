@@ -111,7 +111,9 @@ def _last(values: list[float] | None) -> float | None:
 
 def _probe_accuracy(probe: Mapping[str, Any], feature: str) -> dict[str, Any]:
     """Last-block and best-block accuracies of a ``probe.json`` for one token feature."""
-    out: dict[str, Any] = {"feature": feature}
+    prov = probe.get("provenance") or {}
+    out: dict[str, Any] = {"feature": feature, **{k: prov[k] for k in ("train_data", "val_data", "train_images",
+                                                                        "val_images") if k in prov}}
     for method, by_feature in probe_accuracies(dict(probe)).items():
         per_block = by_feature.get(feature)
         if per_block:
@@ -122,14 +124,16 @@ def _probe_accuracy(probe: Mapping[str, Any], feature: str) -> dict[str, Any]:
     return out
 
 
-def training_summary(run: Path) -> dict[str, Any]:
-    """Wall time, steps and first/last loss of a pretraining run from its ``log.jsonl``.
+def training_summary(run: Path, until_step: int | None = None) -> dict[str, Any]:
+    """Wall time, steps and first/last loss of a pretraining run from its ``log.jsonl``, up to
+    ``until_step`` (the checkpoint's step: a run stopped after it logged a few steps more).
 
     Wall time is the sum of the logged intervals (``log_every · batch / img_per_s``), so
     the gaps between resumed pieces of a run are not counted.
     """
     cfg = read_json(run / "config.json")
     lines = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines() if ln.strip()]
+    lines = [r for r in lines if until_step is None or r["step"] <= until_step]
     if not lines:
         raise VitscopeError(f"{run}/log.jsonl has no records")
     seconds, prev = 0.0, 0
@@ -170,7 +174,7 @@ def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget
         "hardware": hardware,
         "recipe": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device", "workers", "tensorboard",
                                                                 "log_every", "save_every", "keep_every")},
-        "training": training_summary(run),
+        "training": training_summary(run, int(ckpt["step"])),
         "accuracy": _probe_accuracy(read_json(probe / "probe.json"), feature) if probe else {},
         "note": note,
     }

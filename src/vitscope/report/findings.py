@@ -47,7 +47,8 @@ class Evidence:
     probe: list[Model] = field(default_factory=list)  # data: {"knn"|"linear": {feature: per block}}
     finetune: list[Model] = field(default_factory=list)  # data: finetune.json
     robustness: list[Model] = field(default_factory=list)  # data: one entry of results["models"]
-    compare: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)  # (label, fam A, fam B, res)
+    # (label, family A, family B, results, matched key A, matched key B)
+    compare: list[tuple[str, str, str, dict[str, Any], str, str]] = field(default_factory=list)
 
     def of(self, kind: str, family: str) -> list[Model]:
         return [m for m in getattr(self, kind) if m.family == family]
@@ -80,10 +81,16 @@ def parse_families(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def matching_key(texts: Sequence[str], families: Mapping[str, str]) -> str | None:
+    """The longest key of ``families`` found in any of ``texts`` (None when none is)."""
+    hits = [k for k in families if any(k in t for t in texts)]
+    return max(hits, key=len) if hits else None
+
+
 def family_of(texts: Sequence[str], families: Mapping[str, str]) -> str | None:
     """The family of the longest key found in any of ``texts`` (None when no key matches)."""
-    hits = [k for k in families if any(k in t for t in texts)]
-    return families[max(hits, key=len)] if hits else None
+    key = matching_key(texts, families)
+    return families[key] if key else None
 
 
 def gather(folders: Sequence[Path], families: Mapping[str, str]) -> Evidence:
@@ -114,9 +121,9 @@ def _add(ev: Evidence, name: str, file: str, r: dict[str, Any], families: Mappin
             if fam:
                 ev.robustness.append(Model(f"{name}: {m['spec']}", fam, m))
     elif r.get("format") == "vitscope-compare" and len(r["models"]) == 2:
-        fams = [family_of([m["spec"]], families) for m in r["models"]]
-        if all(fams):
-            ev.compare.append((name, str(fams[0]), str(fams[1]), r))
+        keys = [matching_key([m["spec"]], families) for m in r["models"]]
+        if keys[0] and keys[1]:
+            ev.compare.append((name, families[keys[0]], families[keys[1]], r, keys[0], keys[1]))
 
 
 # ----------------------------------------------------------------------------- block ranges
@@ -211,7 +218,7 @@ def _diag(matrix: list[list[float]]) -> list[float]:
 
 
 def _cl_mim_pairs(ev: Evidence, a: str = "cl", b: str = "mim") -> list[tuple[str, dict[str, Any]]]:
-    return [(label, r) for label, fa, fb, r in ev.compare if {fa, fb} == {a, b}]
+    return [(label, r) for label, fa, fb, r, *_ in ev.compare if {fa, fb} == {a, b}]
 
 
 def cka_early_vs_late(ev: Evidence) -> Verdict:
@@ -252,14 +259,23 @@ def tau_cl_pairs_higher(ev: Evidence) -> Verdict:
 
 
 def finetuned_mim_nears_cl(ev: Evidence) -> Verdict:
-    def mean_block(pairs: list[tuple[str, dict[str, Any]]]) -> list[float]:
-        return [float(np.mean(_diag(r["cka"]["block"]))) for _, r in pairs if "block" in r["cka"]]
-    before, after = mean_block(_cl_mim_pairs(ev)), mean_block(_cl_mim_pairs(ev, "cl", "mim-ft"))
-    if not before or not after:
-        return Verdict(NO_DATA, "needs CKA of CL vs MIM and of CL vs fine-tuned MIM (family mim-ft)")
-    ok = min(after) > max(before)
-    return Verdict(HOLDS if ok else FAILS, f"mean diagonal CKA, CL vs MIM {', '.join(f'{v:.3f}' for v in before)}; "
-                                           f"CL vs MIM fine-tuned {', '.join(f'{v:.3f}' for v in after)}")
+    """Per MIM model X (key ``x``) and CL model C: CKA(C, X fine-tuned) > CKA(C, X), where the
+    fine-tuned model's key contains ``x`` (``ft-simmim`` for ``simmim``)."""
+    def by_mim(fam: str) -> dict[tuple[str, str], float]:
+        out = {}
+        for _, fa, fb, r, ka, kb in ev.compare:
+            if {fa, fb} == {"cl", fam} and "block" in r["cka"]:
+                cl_key, mim_key = (ka, kb) if fa == "cl" else (kb, ka)
+                out[cl_key, mim_key] = float(np.mean(_diag(r["cka"]["block"])))
+        return out
+    before, after = by_mim("mim"), by_mim("mim-ft")
+    pairs = [(c, m, before[c, m], v) for (c, f), v in after.items() for (c2, m) in before if c2 == c and m in f]
+    if not pairs:
+        return Verdict(NO_DATA, "needs CKA of a CL model vs a MIM model and vs that MIM model fine-tuned "
+                                "(family mim-ft, key containing the MIM model's key)")
+    ok = all(a > b for *_, b, a in pairs)
+    return Verdict(HOLDS if ok else FAILS, "; ".join(f"mean diagonal CKA {c} vs {m}: {b:.3f} before, {a:.3f} after "
+                                                      f"fine-tuning {m}" for c, m, b, a in pairs))
 
 
 def hybrid_nmi_falls_at_end(ev: Evidence) -> Verdict:
