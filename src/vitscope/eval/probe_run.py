@@ -32,7 +32,7 @@ from vitscope.eval.knn import K, TEMPERATURE, knn_accuracy_per_block
 from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file, save_probe
 from vitscope.eval.plots import plot_per_block
-from vitscope.results import provenance, write_json
+from vitscope.results import ensure_dir, provenance, write_json
 from vitscope.models import load
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
     val = open_labelled(run.val_data, transform, run.val_images, run.seed)
     check_same_classes(train, val)
     out = Path(run.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
 
     feats = {}
     for name, data in (("train", train), ("val", val)):

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import to_tensor
 
-from vitscope.data.images import Item, Transform, read_image, to_rgb
+from vitscope.data.images import SKIPPED_ERRORS, Item, Transform, read_image, unreadable
 from vitscope.errors import VitscopeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -110,16 +110,14 @@ class CueConflictImages(Dataset):
         with open(self.path, "rb") as f:
             f.seek(offset)
             data = f.read(size)
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return to_rgb(im)
+        return read_image(io.BytesIO(data))
 
     def __getitem__(self, i: int) -> Item:
         name = self.stimuli[i].name
         try:
             return self.transform(self._read(name)), i, i, None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            return None, i, i, f"{name}: {type(e).__name__}: {e}"
+        except SKIPPED_ERRORS as e:
+            return None, i, i, unreadable(name, e)
 
 
 @dataclass(frozen=True)
