@@ -9,6 +9,7 @@ into one line and exit code 130, never a traceback.
 from __future__ import annotations
 
 import errno
+import gc
 import importlib
 import logging
 import os
@@ -54,9 +55,27 @@ def _interrupt_handler(main_pid: int) -> Callable[[int, object], None]:
     return handler
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    print(f"vitscope: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(code)
+def _run(argv: list[str] | None) -> tuple[str, int] | int:
+    """Run the app; return its exit code, or ``(one-line message, exit code)`` for a failure."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except VitscopeError as e:
+        return f"error: {e}", 2
+    except _USAGE_ERROR as e:
+        if not e.format_message():  # `vitscope` alone: the help text
+            e.show()
+            return e.exit_code
+        where = getattr(getattr(e, "ctx", None), "command_path", "vitscope")
+        return f"error: {e.format_message()} (see '{where} --help')", e.exit_code
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        return f"error: {e.strerror}" + (f": '{e.filename}'" if e.filename else ""), 2
+    except (Interrupted, KeyboardInterrupt):
+        return "interrupted", 130
+    if code == 130:  # typer's own translation of a KeyboardInterrupt
+        return "interrupted", 130
+    return code or 0
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -68,22 +87,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
-    try:
-        code = app(args=argv, standalone_mode=False)
-    except VitscopeError as e:
-        _fail(f"error: {e}", 2)
-    except _USAGE_ERROR as e:
-        if not e.format_message():  # `vitscope` alone: the help text
-            e.show()
-            sys.exit(e.exit_code)
-        where = getattr(getattr(e, "ctx", None), "command_path", "vitscope")
-        _fail(f"error: {e.format_message()} (see '{where} --help')", e.exit_code)
-    except OSError as e:
-        if e.errno not in _ENVIRONMENT_ERRNOS:
-            raise
-        _fail(f"error: {e.strerror}" + (f": '{e.filename}'" if e.filename else ""), 2)
-    except (Interrupted, KeyboardInterrupt):
-        _fail("interrupted", 130)
-    if code == 130:  # typer's own translation of a KeyboardInterrupt
-        _fail("interrupted", 130)
-    sys.exit(code or 0)
+    outcome = _run(argv)
+    if isinstance(outcome, int):
+        sys.exit(outcome)
+    gc.collect()  # free the failed command's frames now, so its progress bars close before our line
+    message, code = outcome
+    print(f"vitscope: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
