@@ -89,6 +89,8 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
         raise VitscopeError("nothing to do: both --no-knn and --no-linear given")
     if run.save_probe and not run.linear:
         raise VitscopeError("--save-probe needs the linear probe (drop --no-linear)")
+    if run.knn and not (run.k >= 1 and run.temperature > 0):
+        raise VitscopeError(f"k-NN needs --k ≥ 1 and --temperature > 0, got k={run.k}, T={run.temperature}")
     model = load(run.model, seed=run.seed)
     info = vit_info(model)
     kinds = parse_features(run.features, info.num_prefix_tokens)
