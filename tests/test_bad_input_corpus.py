@@ -118,6 +118,12 @@ class Corpus:
         return str(self.root / "out" / name)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """pretrain caches decoded folders under $VITSCOPE_DATA: keep the user's cache out of it."""
+    monkeypatch.setenv("VITSCOPE_DATA", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Corpus:
     root = tmp_path_factory.mktemp("corpus")
@@ -345,7 +351,7 @@ def cases(kind: str) -> list:
 
 
 MODEL_ERRORS = {"random": "not a checkpoint", "zero": "empty file", "nan": r"non-finite weights.*blocks\.0\.mlp\.fc1.*block 0",
-                "evil": "arbitrary Python objects", "cnn": "not a ViT", "wrong-arch": "does not fit|has no model",  # pretrain takes no @ARCH
+                "evil": "arbitrary Python objects", "cnn": "not a ViT", "wrong-arch": "does not fit|has no model",  # pretrain: no @ARCH
                 "unknown-spec": "unknown model spec"}
 
 
