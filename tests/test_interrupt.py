@@ -1,6 +1,7 @@
 """Ctrl-C (SIGINT) during a real `python -m vitscope` process: one line, exit 130, no partial output."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -28,6 +30,24 @@ def start(args: list[str], *, group: bool = False) -> tuple[subprocess.Popen, by
 
     threading.Thread(target=pump, daemon=True).start()
     return proc, err
+
+
+@pytest.fixture(autouse=True)
+def no_stray_process(monkeypatch):
+    """End a command a failed test left running (only the ones this module started)."""
+    started: list[subprocess.Popen] = []
+    real = subprocess.Popen
+
+    def tracked(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", tracked)
+    yield
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -67,9 +87,10 @@ def test_ctrl_c_during_analyze_with_loader_workers(tmp_path):
 
     for i in range(400):
         Image.fromarray(np.full((32, 32, 3), i % 256, np.uint8)).save(folder / f"{i:03d}.png")
-    proc, err = start(["analyze", "--model", "random:vit_tiny_patch4_32", "--data", str(folder), "--out",
+    # a ViT-S/16 at 224 px: long enough a pass that the signal lands inside it
+    proc, err = start(["analyze", "--model", "random:vit_small_patch16_224", "--data", str(folder), "--out",
                        str(tmp_path / "out"), "--batch-size", "4", "--workers", "2", "--device", "cpu"], group=True)
-    wait_for(lambda: b"img/s" in err, proc)  # at least one batch through the workers
+    wait_for(lambda: re.search(rb"\| [1-9]\d*/400", err), proc)  # at least one batch through the workers
     interrupted(proc, err, group=True)
     assert not (tmp_path / "out" / "results.json").exists() and leftovers(tmp_path / "out") == []
 
