@@ -27,6 +27,7 @@ from vitscope.metrics.base import StreamingMetric
 from vitscope.metrics.fourier import FourierStats
 from vitscope.metrics.similarity import SimilarityStats
 from vitscope.metrics.spectrum import SpectrumStats
+from vitscope.models.finite import check_finite_activations
 from vitscope.runtime import autocast, distributed
 
 METRICS: dict[str, type[StreamingMetric]] = {
@@ -79,7 +80,8 @@ def run_metrics(
         for batch in iterate(loader, skips):
             images = batch.images.to(device, non_blocking=True)
             with autocast(device, precision):
-                model.forward_features(images)
+                features = model.forward_features(images)
+                check_finite_activations(model, features, lambda: model.forward_features(images))
             taps.check()
             n += len(images)
             bar.update(len(images))

@@ -1,15 +1,23 @@
 """The ``vitscope`` command line.
 
 Each sub-command lives in ``vitscope/commands/<name>.py`` and exposes
-``register(app)``; this module only assembles them and turns :class:`VitscopeError`
-(bad input) into one line on stderr and exit code 2, never a traceback.
+``register(app)``; this module only assembles them and, once for all of them, turns bad input
+(:class:`VitscopeError`, usage errors) into one line on stderr and exit code 2, and Ctrl-C
+into one line and exit code 130, never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import gc
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from typing import NoReturn
 
 import typer
 
@@ -28,13 +36,61 @@ for _name in COMMANDS:
     importlib.import_module(f"vitscope.commands.{_name}").register(app)
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+# click's base of usage errors (bad option value, unknown option, missing option), found through
+# typer's public BadParameter: typer ≥ 0.20 vendors click, older typer uses click itself.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+# errors of the machine, not of vitscope: one line too (an atomic writer has removed its temp file)
+_ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C in the main process: a ``BaseException`` that click does not turn into ``Abort``."""
+
+
+def _interrupt_handler(main_pid: int) -> Callable[[int, object], None]:
+    """A SIGINT handler raising :class:`Interrupted` in ``main_pid`` and ``KeyboardInterrupt`` (the
+    default) in forked children such as DataLoader workers, which end quietly on it."""
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted if os.getpid() == main_pid else KeyboardInterrupt
+    return handler
+
+
+def _run(argv: list[str] | None) -> tuple[str, int] | int:
+    """Run the app; return its exit code, or ``(one-line message, exit code)`` for a failure."""
     try:
-        app()
+        code = app(args=argv, standalone_mode=False)
     except VitscopeError as e:
-        print(f"vitscope: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("vitscope: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return f"error: {e}", 2
+    except _USAGE_ERROR as e:
+        if not e.format_message():  # `vitscope` alone: the help text
+            e.show()
+            return e.exit_code
+        where = getattr(getattr(e, "ctx", None), "command_path", "vitscope")
+        return f"error: {e.format_message()} (see '{where} --help')", e.exit_code
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        return f"error: {e.strerror}" + (f": '{e.filename}'" if e.filename else ""), 2
+    except (Interrupted, KeyboardInterrupt):
+        return "interrupted", 130
+    if code == 130:  # typer's own translation of a KeyboardInterrupt
+        return "interrupted", 130
+    return code or 0
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``) and exit.
+
+    Bad input (:class:`VitscopeError`, a usage error, a full disk or unwritable path) is one line on
+    stderr and exit code 2; Ctrl-C is ``vitscope: interrupted`` and exit code 130. Never a traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
+    outcome = _run(argv)
+    if isinstance(outcome, int):
+        sys.exit(outcome)
+    gc.collect()  # free the failed command's frames now, so its progress bars close before our line
+    message, code = outcome
+    print(f"vitscope: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)

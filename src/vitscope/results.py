@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from vitscope.errors import VitscopeError
+
 
 def versions() -> dict[str, str]:
     """Versions of the software that produced a result."""
@@ -38,12 +40,44 @@ def provenance(**fields: Any) -> dict[str, Any]:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": list(sys.argv)}
 
 
+def check_output_folder(path: str | Path) -> Path:
+    """Before any work: raise :class:`VitscopeError` if output folder ``path`` is a file, or its
+    nearest existing ancestor is not a writable folder. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise VitscopeError(f"output folder '{path}' exists and is not a folder; choose another --out")
+    ancestor = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not ancestor.is_dir():
+        raise VitscopeError(f"cannot create output folder '{path}': '{ancestor}' is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise VitscopeError(f"cannot create output folder '{path}': '{ancestor}' is not writable")
+    return path
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """Create output folder ``path`` (and its parents) if needed; a path that is a file, a parent
+    that is not a folder, no permission or a full disk is a one-line :class:`VitscopeError`."""
+    path = check_output_folder(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VitscopeError(f"cannot create output folder '{path}': {e.strerror or e}") from e
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     """Call ``write(file)`` on a temp file beside ``path``, fsync it, rename it over ``path``,
-    fsync the folder: after a crash ``path`` is the old file or the new one, never torn."""
+    fsync the folder: after a crash ``path`` is the old file or the new one, never torn.
+
+    An ``OSError`` on the way (full disk, no permission, ``path`` a folder) removes the temp file
+    and becomes a one-line :class:`VitscopeError`; ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise VitscopeError(f"cannot write '{path}': {e.strerror or e}") from e
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are ordinary shared files
         with os.fdopen(fd, "wb") as f:
@@ -51,6 +85,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise VitscopeError(f"cannot write '{path}': {e.strerror or e}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -94,3 +94,35 @@ def test_subset_is_seeded_and_spread(tmp_path):
     assert a.indices == b.indices and len(set(ds.labels[a.indices])) > 3
     with pytest.raises(VitscopeError, match="positive"):
         subset(ds, 0, seed=1)
+
+
+def test_decoder_failures_of_any_type_are_one_image_skipped(tmp_path, monkeypatch):
+    """A decompression bomb (header claims 100000² px) and a codec raising an unusual type are skipped and named."""
+    import struct
+    import zlib
+
+    from vitscope.data.images import UnreadableImage, read_image
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    root = tmp_path / "imgs"
+    write_good(root / "ok.png")
+    (root / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+                                    + chunk(b"IEND", b""))
+    with pytest.raises(UnreadableImage, match="DecompressionBombError"):
+        read_image(root / "bomb.png")
+    write_good(root / "odd.png")
+    real_load = Image.Image.load
+
+    def struct_error_for_odd(self):
+        if "odd" in str(getattr(self, "filename", "")):
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return real_load(self)
+
+    monkeypatch.setattr(Image.Image, "load", struct_error_for_odd)
+    skips = SkipLog()
+    batches = list(iterate(make_loader(open_dataset(str(root), tf), 4, workers=0), skips))
+    assert sum(len(b.images) for b in batches) == 1
+    assert sorted(m.split(":")[0] for m in skips.messages) == ["bomb.png", "odd.png"]
+    assert any("DecompressionBombError" in m for m in skips.messages) and any("error: unpack" in m for m in skips.messages)

@@ -75,3 +75,13 @@ def test_token_spectrum_cap_uses_first_images_only():
     rc, rf = capped.compute(), first.compute()
     assert rc["token_images_used"] == 4 and rc["images"] == 10
     np.testing.assert_allclose(rc["token_log_sv"][1], rf["token_log_sv"][1], rtol=1e-12)
+
+
+def test_finite_eigvalsh_gives_nan_for_a_nonfinite_matrix_instead_of_failing():
+    from vitscope.metrics.spectrum import finite_eigvalsh
+
+    a = torch.stack([torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64),
+                     torch.tensor([[float("nan"), 0.0], [0.0, 1.0]], dtype=torch.float64)])
+    ev = finite_eigvalsh(a)
+    assert torch.allclose(ev[0], torch.tensor([1.0, 3.0], dtype=torch.float64))  # eigenvalues of [[2,1],[1,2]]
+    assert torch.isnan(ev[1]).all()

@@ -327,3 +327,12 @@ def test_vitscope_checkpoint_of_newer_version(tmp_path):
     ckpt = {"format": "vitscope-checkpoint", "version": 2, "arch": "vit_tiny_patch4_32", "arch_kwargs": {},
             "model": tiny_vit().state_dict()}
     one_line_error(save(ckpt, tmp_path / "v2.pt"), "version 2")
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path):
+    path = tmp_path / "random.pt"
+    import random
+
+    path.write_bytes(b"\x00" + random.Random(0).randbytes(4095))  # neither "PK" (zip) nor 0x80 (pickle) first
+    message = one_line_error(str(path), "is not a checkpoint: neither a torch.save file")
+    assert "arbitrary" not in message

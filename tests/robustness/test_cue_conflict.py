@@ -88,3 +88,53 @@ def test_real_cue_conflict_tar():
     assert (sel.same_class, sel.outside_map, len(sel.indices)) == (80, 0, 1200)
     img, _, _, err = ds[0]
     assert err is None and img.shape == (3, 224, 224)
+
+
+def test_tar_reader_stays_inside_the_archive(tmp_path, monkeypatch):
+    """Members named ../../evil.png or /abs, a symlink to a file outside and a hard link: only the
+    archive's own bytes are read (a hard link to a member is that member's data), nothing is written."""
+    import io
+
+    import numpy as np
+
+    import vitscope.robustness.cue_conflict as cc
+
+    rng = np.random.default_rng(0)
+    outside = tmp_path / "outside"
+    write_png(outside / "car2-cat1.png", rng, size=16)  # what a symlink member points at
+    write_png(tmp_path / "evil.png", rng, size=16)  # where ../../evil.png would land from tar/sub/
+    good = io.BytesIO()
+    write_png(tmp_path / "good.png", rng, size=8)
+    good.write((tmp_path / "good.png").read_bytes())
+    tar_path = tmp_path / "tar" / "sub" / "cue.tar"
+    tar_path.parent.mkdir(parents=True)
+
+    def member(name: str, **kw) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        for k, v in kw.items():
+            setattr(info, k, v)
+        return info
+
+    with tarfile.open(tar_path, "w") as tf:
+        tf.addfile(member("car/car1-cat2.png", size=len(good.getvalue())), io.BytesIO(good.getvalue()))
+        for name in ("../../evil.png", "../car/car3-cat3.png", "/car/car4-cat4.png"):
+            tf.addfile(member(name, size=len(good.getvalue())), io.BytesIO(good.getvalue()))
+        tf.addfile(member("car/car2-cat1.png", type=tarfile.SYMTYPE, linkname=str(outside / "car2-cat1.png")))
+        tf.addfile(member("car/car5-cat5.png", type=tarfile.SYMTYPE, linkname="car1-cat2.png"))
+        tf.addfile(member("car/car6-cat6.png", type=tarfile.LNKTYPE, linkname="car/car1-cat2.png"))
+        tf.addfile(member("car/car7-cat7.png", type=tarfile.LNKTYPE, linkname="/etc/passwd"))
+    opened: list[str] = []
+
+    def recording_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(cc, "open", recording_open, raising=False)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    ds = CueConflictImages(tar_path, pil_to_tensor)
+    assert [s.name for s in ds.stimuli] == ["car/car1-cat2.png", "car/car6-cat6.png"]
+    first, _, _, err1 = ds[0]
+    linked, _, _, err2 = ds[1]
+    assert err1 is None and err2 is None and first.shape == (3, 8, 8) and torch.equal(first, linked)
+    assert set(opened) == {str(tar_path)}
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

@@ -33,9 +33,11 @@ def analyze(
     from vitscope.data.transforms import model_data_config
     from vitscope.models import load
     from vitscope.report.plots import plot_all
-    from vitscope.results import versions, write_json
+    from vitscope.results import check_output_folder, ensure_dir, versions, write_json
 
     rank, world, dev = init_distributed(device)
+    if rank == 0:
+        check_output_folder(out)
     torch.manual_seed(seed)
     model = load(model_spec, seed=seed)
     names = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -65,7 +67,7 @@ def analyze(
         "metrics": res["metrics"],
     }
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out)
         write_json(out / "results.json", results)
         if plots:
             plot_all([(str(model_spec), results["metrics"])], out)

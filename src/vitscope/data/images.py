@@ -23,11 +23,11 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vitscope.errors import VitscopeError
@@ -54,11 +54,32 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(path: Path) -> Image.Image:
-    """Open and fully decode an image file; PIL errors for bad files propagate."""
-    with Image.open(path) as im:
-        im.load()  # truncated / corrupt data fails here, not later
-        return to_rgb(im)
+class UnreadableImage(Exception):
+    """One image that cannot be decoded: skipped, counted and named, never the end of a run."""
+
+
+def read_image(source: Path | BinaryIO) -> Image.Image:
+    """Open and fully decode an image file (a path or a binary stream) as RGB.
+
+    Any decoder failure — not an image, truncated or corrupt data, a header claiming more
+    than ``PIL.Image.MAX_IMAGE_PIXELS``·2 pixels (``DecompressionBombError``), or whatever
+    else a codec raises on hostile bytes — becomes :class:`UnreadableImage` naming its type.
+    """
+    try:
+        with Image.open(source) as im:
+            im.load()  # truncated / corrupt data fails here, not later
+            return to_rgb(im)
+    except Exception as e:  # noqa: BLE001 - codecs raise many types on bad bytes; all mean "unreadable"
+        raise UnreadableImage(f"{type(e).__name__}: {e}") from e
+
+
+def unreadable(name: str, error: Exception) -> str:
+    """The skip message of one image: ``"NAME: Type: message"`` (decoder errors carry their type)."""
+    return f"{name}: {error}" if isinstance(error, UnreadableImage) else f"{name}: {type(error).__name__}: {error}"
+
+
+# what reading + transforming one image may raise and still be only that image's problem
+SKIPPED_ERRORS = (UnreadableImage, OSError, ValueError)
 
 
 class ImageFolder(Dataset):
@@ -86,8 +107,8 @@ class ImageFolder(Dataset):
     def __getitem__(self, i: int) -> Item:
         try:
             return self.transform(read_image(self.files[i])), self.labels[i], i, None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            return None, self.labels[i], i, f"{self.name(i)}: {type(e).__name__}: {e}"
+        except SKIPPED_ERRORS as e:
+            return None, self.labels[i], i, unreadable(self.name(i), e)
 
 
 class ArrayImages(Dataset):

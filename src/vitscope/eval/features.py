@@ -33,7 +33,7 @@ from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import pool_tokens
 from vitscope.eval.labelled import LabelledSet
-from vitscope.results import write_json
+from vitscope.results import ensure_dir, write_json
 from vitscope.runtime import resolve_device
 
 TOKEN_FEATURES: tuple[str, ...] = ("cls", "gap", "gap_noprefix")
@@ -115,7 +115,7 @@ def extract_features(
         hit = _cached(cache_dir, key, kinds)
         if hit is not None:
             return hit
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(cache_dir)
         (cache_dir / "meta.json").unlink(missing_ok=True)  # invalid until complete
 
     n_all, depth, dim = len(data), info.depth, info.embed_dim

@@ -82,6 +82,8 @@ class FinetuneConfig:
             raise VitscopeError(f"drop path and smoothing must be in [0, 1), got {self.drop_path}, {self.smoothing}")
         if self.mixup < 0 or self.cutmix < 0:
             raise VitscopeError(f"mixup and cutmix alphas must be ≥ 0, got {self.mixup}, {self.cutmix}")
+        if (self.lr is not None and not self.lr > 0) or self.weight_decay < 0:
+            raise VitscopeError(f"--lr must be > 0 and --weight-decay ≥ 0, got {self.lr}, {self.weight_decay}")
 
     @property
     def resolved_lr(self) -> float:

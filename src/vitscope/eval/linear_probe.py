@@ -81,6 +81,8 @@ class ProbeTraining:
             raise VitscopeError(f"unknown probe optimizer '{self.optimizer}'. Valid options are: {list(OPTIMIZERS)}")
         if self.epochs < 1 or self.batch_size < 2:
             raise VitscopeError(f"probe needs epochs ≥ 1 and batch size ≥ 2, got {self.epochs}, {self.batch_size}")
+        if (self.lr is not None and not self.lr > 0) or self.weight_decay < 0:
+            raise VitscopeError(f"--lr must be > 0 and --weight-decay ≥ 0, got {self.lr}, {self.weight_decay}")
 
     @property
     def resolved_lr(self) -> float:

@@ -32,7 +32,7 @@ from vitscope.eval.knn import K, TEMPERATURE, knn_accuracy_per_block
 from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file, save_probe
 from vitscope.eval.plots import plot_per_block
-from vitscope.results import provenance, write_json
+from vitscope.results import ensure_dir, provenance, write_json
 from vitscope.models import load
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
         raise VitscopeError("nothing to do: both --no-knn and --no-linear given")
     if run.save_probe and not run.linear:
         raise VitscopeError("--save-probe needs the linear probe (drop --no-linear)")
+    if run.knn and not (run.k >= 1 and run.temperature > 0):
+        raise VitscopeError(f"k-NN needs --k ≥ 1 and --temperature > 0, got k={run.k}, T={run.temperature}")
     model = load(run.model, seed=run.seed)
     info = vit_info(model)
     kinds = parse_features(run.features, info.num_prefix_tokens)
@@ -99,7 +101,7 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
     val = open_labelled(run.val_data, transform, run.val_images, run.seed)
     check_same_classes(train, val)
     out = Path(run.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
 
     feats = {}
     for name, data in (("train", train), ("val", val)):

@@ -44,8 +44,16 @@ def token_singular_values(x: torch.Tensor) -> torch.Tensor:
     x = x.double()
     x = x - x.mean(1, keepdim=True)
     gram = x @ x.transpose(1, 2) if x.shape[1] <= x.shape[2] else x.transpose(1, 2) @ x
-    ev = torch.linalg.eigvalsh(gram)
+    ev = finite_eigvalsh(gram)
     return ev.clamp_min(0).sqrt().flip(-1)
+
+
+def finite_eigvalsh(a: torch.Tensor) -> torch.Tensor:
+    """``eigvalsh`` of symmetric ``[..., n, n]`` matrices, ascending; a matrix holding a NaN or inf
+    gets NaN eigenvalues instead of a solver that fails to converge (no host sync)."""
+    finite = torch.isfinite(a).all(-1).all(-1)
+    ev = torch.linalg.eigvalsh(torch.where(finite[..., None, None], a, torch.zeros_like(a)))
+    return torch.where(finite[..., None], ev, torch.full_like(ev, float("nan")))
 
 
 def scatter_singular_values(total: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
@@ -59,7 +67,7 @@ def scatter_singular_values(total: torch.Tensor, scatter: torch.Tensor, n: int) 
         return scatter.new_zeros(0)
     mu = total / n
     s = scatter - n * torch.outer(mu, mu)
-    ev = torch.linalg.eigvalsh((s + s.T) / 2).flip(-1)
+    ev = finite_eigvalsh((s + s.T) / 2).flip(-1)
     return ev[: max(0, min(n - 1, s.shape[0]))].clamp_min(0).sqrt()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,15 @@ from vitscope.models.timm_factory import create_timm, first_line
 SAFE_CONTAINERS = [argparse.Namespace, (OrderedDict, "yacs.config.CfgNode")]
 
 
+def looks_like_torch_save(path: Path) -> bool:
+    """Whether ``path`` starts like a ``torch.save`` file: a zip archive (torch ≥ 1.6; a torn one
+    still starts with ``PK``) or, in the legacy format, a pickle stream (opcode PROTO, ``0x80``,
+    then protocol 2–5)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def read_checkpoint(path: Path) -> Mapping[str, Any]:
     """The dict saved in ``path`` (``.safetensors`` or ``torch.save``), without running pickled code."""
     if path.stat().st_size == 0:
@@ -46,17 +56,24 @@ def read_checkpoint(path: Path) -> Mapping[str, Any]:
             return load_file(path)
         except (SafetensorError, OSError, ValueError) as e:
             raise VitscopeError(f"checkpoint '{path}' is not a readable .safetensors file: {first_line(e)}") from e
+    if not looks_like_torch_save(path):
+        raise VitscopeError(f"'{path}' is not a checkpoint: neither a torch.save file (a zip archive or a "
+                            f"pickle stream) nor .safetensors")
     try:
-        with torch.serialization.safe_globals(SAFE_CONTAINERS):
+        with torch.serialization.safe_globals(SAFE_CONTAINERS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols > 2
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message is a paragraph; name the refused object (or the refused operation).
         refused = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if refused:
+            raise VitscopeError(
+                f"checkpoint '{path}' needs arbitrary Python objects to unpickle (GLOBAL {refused.group(1)}), "
+                f"which vitscope refuses (torch.load weights_only=True); re-save its state dict") from e
         operation = [line.strip() for line in str(e).splitlines() if re.search(r"[Uu]nsupported|Can only", line)]
-        what = f"GLOBAL {refused.group(1)}" if refused else (operation or [first_line(e)])[0]
         raise VitscopeError(
-            f"checkpoint '{path}' needs arbitrary Python objects to unpickle ({what}), which vitscope "
-            f"refuses (torch.load weights_only=True); re-save its state dict") from e
+            f"checkpoint '{path}' is not a pickle that torch.load(weights_only=True) can read "
+            f"({(operation or [first_line(e)])[0]}); re-save its state dict with torch.save") from e
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
         raise VitscopeError(f"checkpoint '{path}' is not a readable PyTorch checkpoint: {first_line(e)}") from e
     if not isinstance(obj, Mapping):

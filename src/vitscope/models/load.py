@@ -25,6 +25,7 @@ from torch import nn
 
 from vitscope.errors import VitscopeError
 from vitscope.models.checkpoints import load_checkpoint
+from vitscope.models.finite import check_finite_parameters
 from vitscope.models.timm_factory import create_timm
 
 SUPPORTED_SPECS = (
@@ -92,5 +93,6 @@ def load(spec: str, *, seed: int = 0) -> nn.Module:
         model = load_checkpoint(Path(s.target), arch=s.arch)
     if not hasattr(model, "blocks"):
         raise VitscopeError(f"'{spec}' is a {type(model).__name__}, not a Vision Transformer")
+    check_finite_parameters(model, f"model '{spec}'")
     model.vitscope_spec = str(s)
     return model.eval()

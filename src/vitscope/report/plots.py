@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vitscope.results import write_atomic  # noqa: E402
+from vitscope.results import ensure_dir, write_atomic  # noqa: E402
 
 Runs = Sequence[tuple[str, dict[str, Any]]]
 
@@ -135,6 +135,6 @@ PLOTS: dict[str, Callable[[Runs, Path], Path]] = {
 
 def plot_all(runs: Runs, out_dir: Path) -> list[Path]:
     """One PNG per metric present in every run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     common = set.intersection(*(set(m) for _, m in runs)) if runs else set()
     return [fn(runs, out_dir / f"{name}.png") for name, fn in PLOTS.items() if name in common]

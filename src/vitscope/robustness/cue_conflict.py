@@ -12,22 +12,25 @@ and are dropped (and counted) by :func:`conflicting`.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import to_tensor
 
-from vitscope.data.images import Item, Transform, read_image, to_rgb
+from vitscope.data.images import SKIPPED_ERRORS, Item, Transform, read_image, unreadable
 from vitscope.errors import VitscopeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 NAME_PATTERN = re.compile(r"(?P<shape>[a-z]+)(?P<i>\d+)-(?P<texture>[a-z]+)(?P<j>\d+)")
 SHOWN_BAD = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,34 @@ def _is_image(name: str) -> bool:
     return not base.startswith(".") and base.lower().endswith(IMAGE_SUFFIXES)
 
 
+def _safe_name(name: str) -> bool:
+    """A member name that stays inside the archive: relative, no ``..`` component."""
+    return not name.startswith("/") and ".." not in name.split("/")
+
+
+def tar_image_offsets(members: Sequence[tarfile.TarInfo], where: str) -> dict[str, tuple[int, int]]:
+    """``{name: (data offset, size)}`` of the image members of a plain tar, read in place later.
+
+    Only the archive's own bytes are ever read: regular members, and hard links to regular
+    members (their data is the target's). Symbolic links, devices and names that are absolute or
+    hold ``..`` are not stimuli; they are counted in a warning. Nothing is extracted.
+    """
+    regular = {m.name: (m.offset_data, m.size) for m in members if m.isfile()}
+    offsets, refused = {}, []
+    for m in members:
+        if m.isdir() or not _is_image(m.name):
+            continue
+        target = m.name if m.isfile() else m.linkname if m.islnk() else None
+        if target in regular and _safe_name(m.name):
+            offsets[m.name] = regular[target]
+        else:
+            refused.append(m.name)
+    if refused:
+        log.warning("%d member(s) of %s not read (links out of the archive or unsafe names): %s",
+                    len(refused), where, ", ".join(refused[:SHOWN_BAD]))
+    return offsets
+
+
 class CueConflictImages(Dataset):
     """The stimuli of a folder or plain ``.tar``; items are ``(image, index, index, error)``.
 
@@ -90,7 +121,7 @@ class CueConflictImages(Dataset):
         elif self.path.is_file() and tarfile.is_tarfile(self.path):
             try:
                 with tarfile.open(self.path, "r:") as tf:
-                    self._offsets = {m.name: (m.offset_data, m.size) for m in tf if m.isfile() and _is_image(m.name)}
+                    self._offsets = tar_image_offsets(tf.getmembers(), str(self.path))
             except tarfile.ReadError as e:
                 raise VitscopeError(f"{self.path} is a compressed tar ({e}); extract it and pass the folder") from e
             names = sorted(self._offsets)
@@ -110,16 +141,14 @@ class CueConflictImages(Dataset):
         with open(self.path, "rb") as f:
             f.seek(offset)
             data = f.read(size)
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return to_rgb(im)
+        return read_image(io.BytesIO(data))
 
     def __getitem__(self, i: int) -> Item:
         name = self.stimuli[i].name
         try:
             return self.transform(self._read(name)), i, i, None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            return None, i, i, f"{name}: {type(e).__name__}: {e}"
+        except SKIPPED_ERRORS as e:
+            return None, i, i, unreadable(name, e)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vitscope.report.plots import save_figure  # noqa: E402
+from vitscope.results import ensure_dir  # noqa: E402
 
 MARKERS = "osD^v<>ph*"
 
@@ -68,7 +69,7 @@ def plot_shape_bias(results: dict[str, Any], path: Path) -> Path:
 
 def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
     """Every plot the results support, written into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     paths = []
     if "noise" in results:
         paths.append(plot_noise_drop(results, out / "noise_drop.png"))

@@ -35,7 +35,7 @@ from tqdm import tqdm
 import vitscope.models  # noqa: F401  (registers the small-image ViTs)
 from vitscope.errors import VitscopeError
 from vitscope.models.load import create_timm, load
-from vitscope.results import write_atomic
+from vitscope.results import ensure_dir, write_atomic
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
 from vitscope.train.config import PretrainConfig, lr_at, momentum_at, resolve, run_keys
@@ -261,7 +261,7 @@ def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
         trainer.load_state(state)
         start_epoch, step = int(state["epoch"]), int(state["step"])
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out)
         _write_json(out / "config.json", cfg.to_json())
     runlog = RunLog(out, d.main, cfg.tensorboard, keep_until_step=step)
     bar = tqdm(total=total, initial=step, disable=not d.main, unit="step", dynamic_ncols=True)
