@@ -15,7 +15,8 @@ import typer
 
 from vitscope.errors import VitscopeError
 
-COMMANDS = ("analyze", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "demo")
+COMMANDS = ("analyze", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "demo",
+            "inspect")
 
 app = typer.Typer(
     name="vitscope",

@@ -7,6 +7,7 @@ Each function takes ``runs``: a list of ``(label, metrics)`` where ``metrics`` i
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,29 @@ from vitscope.results import write_atomic  # noqa: E402
 Runs = Sequence[tuple[str, dict[str, Any]]]
 
 
-def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Lay out, write ``fig`` as PNG atomically, close it; return the path."""
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110, tight: bool = True) -> Path:
+    """Lay out (``tight``: tight layout unless the figure has a layout engine), write ``fig`` as
+    PNG atomically, close it; return the path."""
     path = Path(path)
-    if fig.get_layout_engine() is None:
+    if tight and fig.get_layout_engine() is None:
         fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     write_atomic(path, buf.getvalue())
     return path
+
+
+def label_figure(fig: plt.Figure, paper: str, title: str, reading: str) -> int:
+    """Title ``fig`` with the paper figure it corresponds to and a one-line reading of it.
+
+    Both are wrapped to the figure's width so that constrained layout keeps them whole;
+    returns the number of text lines (for figures laid out by hand).
+    """
+    width_chars = max(40, int(fig.get_figwidth() * 72 / (8.5 * 0.6)))
+    text = textwrap.fill(f"{title} ({paper})", width_chars) + "\n" + textwrap.fill(f"Reading: {reading}", width_chars)
+    fig.suptitle(text, fontsize=8.5, linespacing=1.3, y=1 - 0.05 / fig.get_figheight(), va="top")
+    return text.count("\n") + 1
 
 
 def _panels(n: int) -> tuple[plt.Figure, np.ndarray]:
