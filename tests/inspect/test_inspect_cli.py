@@ -25,7 +25,7 @@ def test_inspect_writes_every_figure_and_inspect_json(inspected):
         assert name in saved["files"] and (out / name).stat().st_size > 2000, name
     assert saved["tsne"]["tokens"] == 2 * 64 and saved["tsne"]["perplexity"] == 30
     assert saved["tokens_before_after"]["block"] == 12 and saved["explorer"]["bytes"] == (out / "explorer.html").stat().st_size
-    assert saved["data"]["images"] == [p.name for p in images]
+    assert saved["data"]["names"] == [p.name for p in images] and saved["data"]["images"] == 2
 
 
 def test_explorer_numbers_equal_analyze_on_the_same_image(inspected):

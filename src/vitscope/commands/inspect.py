@@ -42,7 +42,8 @@ def inspect(out: Path, *, model_spec: str | None = None, image: list[Path] | Non
                                      explorer_images=explorer_images, device=dev, precision=precision, seed=seed,
                                      perplexity=perplexity))
         fields.update(model=model_spec, data={"spec": str(data) if data else [str(p) for p in image or []],
-                                               "images": imgs.names, "classes": imgs.classes, "skipped": imgs.skipped},
+                                               "images": len(imgs.names), "names": imgs.names, "classes": imgs.classes,
+                                               "skipped": imgs.skipped},
                       device=str(dev), precision=precision)
     write_inspect(out, entries, **fields)
     return {**fields, **entries}

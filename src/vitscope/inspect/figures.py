@@ -49,10 +49,10 @@ def _image_grid(rows: int, cols: int, paper: str, title: str, reading: str
     slow on dozens of axes), the title block on top and a colour-bar axis on the right."""
     width = LEFT + cols * (PANEL + GAP) + BAR
     fig = plt.figure(figsize=(width, 1.0))
-    top = label_figure(fig, paper, title, reading) * LINE + 0.2
+    top = label_figure(fig, paper, title, reading, by_hand=True) * LINE + 0.2
     height = top + rows * (PANEL + GAP + 0.1) + 0.1
     fig.set_figheight(height)
-    label_figure(fig, paper, title, reading)  # again, placed for the final height
+    label_figure(fig, paper, title, reading, by_hand=True)  # again, placed for the final height
     axes = np.empty((rows, cols), dtype=object)
     for r in range(rows):
         for c in range(cols):
