@@ -67,6 +67,7 @@ def click_patch(driver, row, col):
 
 def check_explorer(driver):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     before = driver.execute_script("return document.getElementById('heat').toDataURL()")
     assert driver.find_element(By.ID, "query").text == "4,4"  # the centre of the 8×8 grid first
@@ -74,7 +75,6 @@ def check_explorer(driver):
     assert driver.find_element(By.ID, "query").text == "0,7" and after != before
     nmi = driver.find_element(By.ID, "nmi").text
     assert 0 <= float(nmi) <= 1 and float(driver.find_element(By.ID, "dist").text) > 0
-    Select = __import__("selenium.webdriver.support.ui", fromlist=["Select"]).Select
     Select(driver.find_element(By.ID, "head")).select_by_index(0)
     assert driver.execute_script("return document.getElementById('heat').toDataURL()") != after
 
