@@ -23,7 +23,8 @@ import typer
 
 from vitscope.errors import VitscopeError
 
-COMMANDS = ("analyze", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo", "demo")
+COMMANDS = ("analyze", "inspect", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo",
+            "demo")
 
 app = typer.Typer(
     name="vitscope",

@@ -18,12 +18,14 @@ METRIC_HELP = "comma-separated: attention (distance, NMI, entropy), similarity, 
 def analyze(
     model_spec: str, data: str, out: Path, *, images: int | None = None, batch_size: int = 64,
     device: str = "auto", precision: str = "fp32", metrics: str = "attention,similarity,spectrum,fourier",
-    seed: int = 0, workers: int | None = None, progress: bool = True, plots: bool = True,
+    seed: int = 0, workers: int | None = None, progress: bool = True, plots: bool = True, decoder: bool = False,
 ) -> dict[str, Any]:
     """Load, stream, compute, write ``out/results.json`` (+ one PNG per metric); return the results.
 
     Under ``torchrun --nproc_per_node K -m vitscope analyze ...`` every process analyses a
-    disjoint shard and the accumulators are summed; rank 0 writes the files.
+    disjoint shard and the accumulators are summed; rank 0 writes the files. ``decoder``: an
+    MAE pretraining checkpoint's decoder is analysed too (mask ratio 0, a second pass), its
+    metrics under ``metrics["decoder"]`` (Park et al. Fig. 10).
     """
     import torch
 
@@ -42,11 +44,21 @@ def analyze(
     model = load(model_spec, seed=seed)
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     accumulators = build_metrics(names, model, dev)
+    if decoder:
+        from vitscope.models.mae_decoder import load_mae_decoder
+
+        dec, layout = load_mae_decoder(model_spec, model)
+        dec_accumulators = build_metrics(names, dec, dev)
     ds = shard(subset(open_dataset(data, model_transform(model)), images, seed), rank, world)
     loader = make_loader(ds, batch_size, workers=workers, pin=dev.type == "cuda")
     loader.num_images = len(ds)  # type: ignore[attr-defined]
     res = run_metrics(model, loader, accumulators, device=dev, precision=precision,
                       progress=progress and rank == 0)
+    if decoder:
+        dec_res = run_metrics(dec, loader, dec_accumulators, device=dev, precision=precision,
+                              progress=progress and rank == 0)
+        res["metrics"]["decoder"] = dec_res["metrics"]
+        res["seconds"] += dec_res["seconds"]
     if res["skipped"]:
         log.warning("%d unreadable images skipped (names in results.json 'skipped')", len(res["skipped"]))
     results = {
@@ -66,6 +78,9 @@ def analyze(
         },
         "metrics": res["metrics"],
     }
+    if decoder:
+        results["decoder"] = {**dec.summary(), "layout": layout, "metrics_key": "metrics.decoder",
+                              "depth_index": "decoder block i (spectrum/fourier: 0 = decoder input)"}
     if rank == 0:
         ensure_dir(out)
         write_json(out / "results.json", results)
@@ -94,9 +109,11 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: cores - 1)")] = None,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
         plots: Annotated[bool, typer.Option(help="write one PNG per metric")] = True,
+        decoder: Annotated[bool, typer.Option("--decoder", help="also the decoder of an MAE pretraining checkpoint, "
+                                                                "mask ratio 0 (Park Fig. 10)")] = False,
     ) -> None:
         res = analyze(model, data, out, images=images, batch_size=batch_size, device=device,
                       precision=precision, metrics=metrics, seed=seed, workers=workers,
-                      progress=progress, plots=plots)
+                      progress=progress, plots=plots, decoder=decoder)
         typer.echo(f"{res['data']['images']} images ({len(res['data']['skipped'])} skipped), "
                    f"{res['images_per_second']:.1f} img/s -> {out / 'results.json'}")

@@ -17,6 +17,7 @@ Every value is computed per image and head, then averaged over images.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -97,4 +98,6 @@ class AttentionStats(StreamingMetric):
             out[k] = v.mean(1).tolist()
         out["nmi_std_over_heads"] = per_head["nmi"].std(1, unbiased=False).tolist()
         out["distance_unit"] = "pixels"
+        out["max_distance"] = float(self._dist.max())  # corner to corner: the axis range of a distance plot
+        out["max_entropy"] = math.log(self.info.num_patches)  # uniform attention
         return out

@@ -24,7 +24,7 @@ code{background:#f4f4f4;padding:0 3px}
 """
 
 
-RESULT_FILES = ("results.json", "probe.json", "finetune.json")
+RESULT_FILES = ("results.json", "probe.json", "finetune.json", "inspect.json")
 
 
 def _spec(m: Any) -> str:
@@ -104,6 +104,9 @@ def section(folder: Path) -> str:
     for png in sorted(folder.glob("*.png")):
         data = base64.b64encode(png.read_bytes()).decode()
         parts.append(f"<div><img alt='{html.escape(png.name)}' src='data:image/png;base64,{data}'></div>")
+    if (folder / "explorer.html").exists():  # written by `vitscope inspect`; embedded whole, still one file
+        parts.append("<h3>attention explorer</h3><iframe title='attention explorer' style='width:100%;height:600px;"
+                     f"border:1px solid #ddd' srcdoc=\"{html.escape((folder / 'explorer.html').read_text())}\"></iframe>")
     return "\n".join(parts)
 
 

@@ -1,0 +1,83 @@
+"""``vitscope inspect``: single-image figures (attention maps, tokens, t-SNE, NMI KDE) + explorer.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vitscope.errors import VitscopeError
+from vitscope.models import SUPPORTED_SPECS
+
+
+def inspect(out: Path, *, model_spec: str | None = None, image: list[Path] | None = None, data: Path | None = None,
+            images: int = 18, classes: list[str] | None = None, query: list[str] | None = None,
+            heads: bool = False, block: int | None = None, maps: int = 2, explorer_images: int = 4,
+            results: list[Path] | None = None, label: list[str] | None = None, device: str = "auto",
+            precision: str = "fp32", seed: int = 0, perplexity: float = 30.0) -> dict[str, Any]:
+    """Write the figures, ``explorer.html`` and ``inspect.json`` into ``out``; return inspect.json's content."""
+    if model_spec is None and not results:
+        raise VitscopeError("give --model (with --image or --data) and/or --results")
+    if model_spec is not None and bool(image) == (data is not None):
+        raise VitscopeError("give the images either as --image PATH (repeatable) or as --data FOLDER, not both/neither")
+    import torch
+
+    from vitscope.inspect.collect import from_folder, from_paths
+    from vitscope.inspect.run import inspect_model, nmi_kde, write_inspect
+    from vitscope.models import load
+    from vitscope.runtime import resolve_device
+
+    out.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, Any] = {}
+    fields: dict[str, Any] = {"seed": seed}
+    if results:
+        entries["nmi_kde"] = nmi_kde(results, label or [], block, out)
+    if model_spec is not None:
+        torch.manual_seed(seed)
+        model = load(model_spec, seed=seed)
+        imgs = from_paths(image, model) if image else from_folder(data, model, images, seed, classes or ())  # type: ignore[arg-type]
+        dev = resolve_device(device)
+        entries.update(inspect_model(model, imgs, out, queries=query or (), heads=heads, block=block, maps=maps,
+                                     explorer_images=explorer_images, device=dev, precision=precision, seed=seed,
+                                     perplexity=perplexity))
+        fields.update(model=model_spec, data={"spec": str(data) if data else [str(p) for p in image or []],
+                                               "images": len(imgs.names), "names": imgs.names, "classes": imgs.classes,
+                                               "skipped": imgs.skipped},
+                      device=str(dev), precision=precision)
+    write_inspect(out, entries, **fields)
+    return {**fields, **entries}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("inspect", help="Pictures of single images: attention maps of query patches through depth "
+                                 "(Park Fig. 2), tokens before/after self-attention (Fig. 6), t-SNE of tokens "
+                                 "(Fig. E.2), per-head NMI KDE from results.json (Fig. E.1b) and explorer.html. "
+                                 f"MODEL: {SUPPORTED_SPECS}.")
+    def _cmd(
+        out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+        model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
+        image: Annotated[list[Path] | None, typer.Option("--image", help="an image file (repeatable)")] = None,
+        data: Annotated[Path | None, typer.Option("--data", "-d", help="an image folder (class sub-folders or flat)")] = None,
+        images: Annotated[int, typer.Option(help="with --data: seeded choice of N images spread over the classes")] = 18,
+        classes: Annotated[list[str] | None, typer.Option("--class", help="with --data: class folder to draw from "
+                                                                           "(repeatable; default the first 3)")] = None,
+        query: Annotated[list[str] | None, typer.Option(help="query patch ROW,COL, 0-based (repeatable; "
+                                                             "default the centre and the top-left corner)")] = None,
+        heads: Annotated[bool, typer.Option("--heads", help="also draw every head's map")] = False,
+        block: Annotated[int | None, typer.Option(help="block (1-based) for tokens, t-SNE and NMI KDE; default last")] = None,
+        maps: Annotated[int, typer.Option(help="images that get attention-map figures")] = 2,
+        explorer_images: Annotated[int, typer.Option(help="images embedded in explorer.html (fewer if too large)")] = 4,
+        results: Annotated[list[Path] | None, typer.Option(help="analysis results.json (or folder) for the NMI KDE "
+                                                               "(repeatable)")] = None,
+        label: Annotated[list[str] | None, typer.Option(help="one label per --results")] = None,
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 autocast")] = "fp32",
+        seed: Annotated[int, typer.Option(help="seed for the image choice, random weights and t-SNE")] = 0,
+        perplexity: Annotated[float, typer.Option(help="t-SNE perplexity (capped at (tokens-1)/3)")] = 30.0,
+    ) -> None:
+        res = inspect(out, model_spec=model, image=image, data=data, images=images, classes=classes, query=query,
+                      heads=heads, block=block, maps=maps, explorer_images=explorer_images, results=results,
+                      label=label, device=device, precision=precision, seed=seed, perplexity=perplexity)
+        files = res.get("files", []) + (["nmi_kde.png"] if "nmi_kde" in res else [])
+        typer.echo(f"{len(files)} files -> {out}: {', '.join(files)}; {out / 'inspect.json'}")
