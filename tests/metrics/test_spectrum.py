@@ -75,3 +75,12 @@ def test_token_spectrum_cap_uses_first_images_only():
     rc, rf = capped.compute(), first.compute()
     assert rc["token_images_used"] == 4 and rc["images"] == 10
     np.testing.assert_allclose(rc["token_log_sv"][1], rf["token_log_sv"][1], rtol=1e-12)
+
+
+def test_token_spectrum_leaves_float64_input_untouched():
+    x = torch.randn(2, 6, 4, dtype=torch.float64) + 3.0
+    before = x.clone()
+    sv = token_singular_values(x)
+    assert torch.equal(x, before)
+    np.testing.assert_allclose(sv.numpy(), np.linalg.svd((before - before.mean(1, keepdim=True)).numpy(),
+                                                        compute_uv=False), rtol=1e-9)
