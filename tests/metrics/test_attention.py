@@ -98,19 +98,3 @@ def test_fused_statistics_equal_separate_formulas():
     eye = torch.eye(10).expand(1, 1, 10, 10)
     d, nmi, ent = attention_statistics(eye, 1, dist)
     assert d.item() == 0 and nmi.item() == pytest.approx(1.0, abs=1e-6) and ent.abs().item() < 1e-6
-
-
-def test_stats_chunked_over_images_equal_whole_batch():
-    info = ViTInfo(depth=1, num_heads=2, embed_dim=8, num_prefix_tokens=1, grid_size=(3, 3), patch_size=(4, 4))
-    torch.manual_seed(2)
-    attn = torch.softmax(torch.randn(7, 2, 10, 10) * 3, -1)
-    whole, chunked = AttentionStats(info), AttentionStats(info)
-    whole.CHUNK_BYTES = 1 << 30
-    chunked.CHUNK_BYTES = 1  # one image per slice
-    whole.update(0, "attn", attn)
-    chunked.update(0, "attn", attn)
-    for key in ("distance_per_head", "nmi_per_head", "entropy_per_head"):
-        assert torch.allclose(torch.tensor(whole.compute()[key]), torch.tensor(chunked.compute()[key]), atol=1e-6)
-    pa = patch_attention(attn, 1)
-    assert torch.allclose(torch.tensor(whole.compute()["entropy_per_head"][0]).float(),
-                          attention_entropy(pa).mean(0), atol=1e-6)

@@ -113,7 +113,6 @@ class AttentionStats(StreamingMetric):
 
     name = "attention"
     taps = ("attn",)
-    CHUNK_BYTES = 1 << 20
 
     def __init__(self, info: ViTInfo, device: torch.device | str = "cpu") -> None:
         super().__init__(info, device)
@@ -125,11 +124,7 @@ class AttentionStats(StreamingMetric):
         self._dist = grid_distances(info.grid_size, info.patch_size).float().to(self.device)
 
     def update(self, layer: int, tap: str, x: torch.Tensor) -> None:
-        # On the CPU, slices of about CHUNK_BYTES stay in cache across the passes of
-        # attention_statistics; a GPU takes the whole batch at once.
-        rows = max(1, self.CHUNK_BYTES // (x[0].numel() * 4)) if x.device.type == "cpu" else len(x)
-        sums = torch.stack([torch.stack(attention_statistics(part, self.info.num_prefix_tokens, self._dist)).sum(1)
-                            for part in x.split(rows)]).sum(0).double()
+        sums = torch.stack(attention_statistics(x, self.info.num_prefix_tokens, self._dist)).sum(1).double()
         self.dist_sum[layer] += sums[0]
         self.nmi_sum[layer] += sums[1]
         self.ent_sum[layer] += sums[2]
