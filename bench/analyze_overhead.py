@@ -5,15 +5,22 @@
 
 Images are random tensors already on the device, so the figures measure the model and
 the metrics, not JPEG decoding. Prints ms per image for the plain forward pass
-(``forward_features``, fused attention, autocast), for the full analysis, for each
-metric alone, and the ratios to plain inference. ``--numpy-reference`` adds the
-official notebooks' approach (attention distance, NMI and Fourier with numpy on the CPU,
-per batch) for comparison.
+(``forward_features``, fused attention, autocast), for the full analysis (one
+``run_metrics`` call per batch, so taps are installed and ``compute()`` runs every
+iteration: an upper bound), for the full analysis once the spectrum's per-image token
+spectra are done (they cover the first 512 images of a run; every batch here is one of
+them), for each metric alone, and the ratios to plain inference. The variants alternate
+within every iteration and the medians are reported, so a shared machine's load affects
+them alike. On a GPU it also prints the peak ``torch.cuda.max_memory_allocated`` of each
+variant and its ratio to plain inference. ``--numpy-reference`` adds the official
+notebooks' approach (attention distance, NMI and Fourier with numpy on the CPU, per
+batch) for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 
 import numpy as np
@@ -24,6 +31,7 @@ from vitscope.analysis import METRICS, build_metrics, run_metrics
 from vitscope.runtime import autocast, resolve_device
 from vitscope.capture import Taps, vit_info
 from vitscope.data.images import Batch
+from vitscope.metrics.spectrum import SpectrumStats
 
 
 def sync(device: torch.device) -> None:
@@ -31,30 +39,43 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def plain(model, x, device, precision, iters):
+def plain(model, x, device, precision):
     with torch.inference_mode(), autocast(device, precision):
-        model.forward_features(x)  # warm-up
-        sync(device)
-        t = time.perf_counter()
-        for _ in range(iters):
-            model.forward_features(x)
-        sync(device)
-    return (time.perf_counter() - t) / (iters * len(x))
+        model.forward_features(x)
 
 
-def analysed(model, x, device, precision, iters, names):
+def analysed(model, x, device, precision, make_metrics):
+    """One ``run_metrics`` call on one batch: installs the taps, streams, computes (an upper bound)."""
     loader = [Batch(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)), [])]
-    run_metrics(model, loader, build_metrics(names, model, device), device=device, precision=precision,
-                progress=False)
-    sync(device)
-    t = time.perf_counter()
-    run_metrics(model, loader * iters, build_metrics(names, model, device), device=device,
-                precision=precision, progress=False)
-    sync(device)
-    return (time.perf_counter() - t) / (iters * len(x))
+    run_metrics(model, loader, make_metrics(), device=device, precision=precision, progress=False)
 
 
-def numpy_reference(model, x, device, precision, iters):
+def interleaved(variants, x, device, iters):
+    """Median seconds per image of each variant, variants alternated within every iteration.
+
+    Alternating (plain, analyze, plain, ...) lets a shared machine's load hit every
+    variant alike; on a GPU, also the peak of ``torch.cuda.max_memory_allocated``.
+    """
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    peaks: dict[str, int] = {}
+    for k, f in variants.items():  # warm-up
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        f()
+        sync(device)
+        if device.type == "cuda":
+            peaks[k] = torch.cuda.max_memory_allocated(device)
+    for _ in range(iters):
+        for k, f in variants.items():
+            sync(device)
+            t = time.perf_counter()
+            f()
+            sync(device)
+            times[k].append((time.perf_counter() - t) / len(x))
+    return {k: float(np.median(v)) for k, v in times.items()}, peaks
+
+
+def numpy_reference(model, x, device, precision):
     """Attention distance, NMI and Fourier per batch with numpy on the CPU (the notebooks' way)."""
     info = vit_info(model)
     p = info.num_prefix_tokens
@@ -78,12 +99,8 @@ def numpy_reference(model, x, device, precision, iters):
             np.log(np.abs(np.fft.fft2(maps)) + 1e-6).mean((0, 1))
 
     with Taps(model, {"attn", "block_out"}, on_tap) as taps, torch.inference_mode(), autocast(device, precision):
-        t = time.perf_counter()
-        for _ in range(iters):
-            model.forward_features(x)
-            taps.check()
-        sync(device)
-    return (time.perf_counter() - t) / (iters * len(x))
+        model.forward_features(x)
+        taps.check()
 
 
 def main() -> None:
@@ -92,8 +109,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--per-metric", action="store_true", help="also time each metric alone")
+    ap.add_argument("--iters", type=int, default=10, help="timed iterations per variant (interleaved)")
+    ap.add_argument("--per-metric", nargs="?", const=",".join(METRICS), default="", metavar="NAMES",
+                    help="also time each metric alone (all, or the comma-separated NAMES)")
     ap.add_argument("--numpy-reference", action="store_true")
     args = ap.parse_args()
 
@@ -102,22 +120,35 @@ def main() -> None:
     model = timm.create_model(args.model, pretrained=False).to(device).eval()
     size = model.pretrained_cfg["input_size"][1:]
     x = torch.randn(args.batch_size, 3, *size, device=device)
+    info = vit_info(model)
     all_names = list(METRICS)
 
-    base = plain(model, x, device, args.precision, args.iters)
-    rows = [("plain forward", base)]
-    rows.append(("analyze, all metrics", analysed(model, x, device, args.precision, args.iters, all_names)))
-    if args.per_metric:
-        rows += [(f"analyze, {n} only", analysed(model, x, device, args.precision, args.iters, [n]))
-                 for n in all_names]
-    if args.numpy_reference:
-        rows.append(("numpy per batch (notebooks)", numpy_reference(model, x, device, args.precision, args.iters)))
+    def past_token_images():  # every metric, the token-spectrum budget already spent
+        return [SpectrumStats(info, device, token_images=0) if n == "spectrum" else METRICS[n](info, device)
+                for n in all_names]
 
+    variants = {"plain forward": lambda: plain(model, x, device, args.precision)}
+    metric_sets = {"analyze, all metrics": lambda: build_metrics(all_names, model, device),
+                   "  past first 512 images": past_token_images}
+    if args.per_metric:
+        metric_sets.update({f"analyze, {n} only": (lambda n=n: build_metrics([n], model, device))
+                            for n in args.per_metric.split(",")})
+    for label, make in metric_sets.items():
+        variants[label] = lambda make=make: analysed(model, x, device, args.precision, make)
+    if args.numpy_reference:
+        variants["numpy per batch (notebooks)"] = lambda: numpy_reference(model, x, device, args.precision)
+    logging.getLogger("vitscope.metrics.spectrum").setLevel(logging.ERROR)  # one batch < width: expected
+    times, peaks = interleaved(variants, x, device, args.iters)
+
+    base = times["plain forward"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{args.model}, batch {args.batch_size}, {args.precision}, {name}, {args.iters} iterations")
-    print(f"{'':32s} {'ms/img':>9s} {'img/s':>9s} {'x plain':>8s}")
-    for label, t in rows:
-        print(f"{label:32s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f}")
+    print(f"{args.model}, batch {args.batch_size}, {args.precision}, {name}, {args.iters} interleaved iterations "
+          f"(medians)")
+    print(f"{'':32s} {'ms/img':>9s} {'img/s':>9s} {'x plain':>8s}" + (f" {'peak GiB':>9s} {'x plain':>8s}"
+                                                                      if peaks else ""))
+    for label, t in times.items():
+        mem = f" {peaks[label] / 2**30:9.2f} {peaks[label] / peaks['plain forward']:8.2f}" if peaks else ""
+        print(f"{label:32s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f}{mem}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ import torch
 
 from vitscope.capture import ViTInfo
 from vitscope.metrics.attention import (
-    AttentionStats, attention_distance, attention_entropy, attention_nmi, grid_distances, patch_attention,
+    AttentionStats, attention_distance, attention_entropy, attention_nmi, attention_statistics, grid_distances,
+    patch_attention, xlogx,
 )
 
 
@@ -73,3 +74,27 @@ def test_stats_streamed_equal_one_shot():
     # per-image averaging: the mean of per-image NMI, not the NMI of the mean map
     per_image = attention_nmi(patch_attention(attn[:, 0], 1)).mean(0)
     assert torch.allclose(torch.tensor(r1["nmi_per_head"][0], dtype=torch.float64), per_image.double(), atol=1e-6)
+
+
+def test_xlogx_equals_xlogy_with_zero():
+    a = torch.tensor([0.0, 1e-30, 0.25, 1.0, 3.0])
+    assert xlogx(a)[0].item() == 0.0 and xlogx(a)[3].item() == 0.0  # 0·log 0 and 1·log 1
+    assert torch.allclose(xlogx(a), torch.special.xlogy(a, a), rtol=1e-6, atol=1e-36)
+    assert xlogx(torch.tensor(0.5)).item() == pytest.approx(0.5 * math.log(0.5), rel=1e-6)
+
+
+def test_fused_statistics_equal_separate_formulas():
+    torch.manual_seed(1)
+    a = torch.softmax(torch.randn(3, 2, 10, 10, dtype=torch.float64) * 2, -1)  # 1 prefix token, 3×3 patches
+    a[0, 1, 4] = 0.0
+    a[0, 1, 4, 0] = 1.0  # one query attends only to CLS: its patch row is empty
+    dist = grid_distances((3, 3), (8, 8))
+    d, nmi, ent = (v.double() for v in attention_statistics(a, 1, dist))  # float32 inside
+    pa = patch_attention(a, 1).double()
+    assert torch.allclose(d, attention_distance(pa, dist), atol=1e-5)
+    assert torch.allclose(nmi, attention_nmi(pa), atol=1e-6)
+    assert torch.allclose(ent, attention_entropy(pa), atol=1e-6)
+    # by hand on the identity over patches: distance 0, NMI 1, entropy 0
+    eye = torch.eye(10).expand(1, 1, 10, 10)
+    d, nmi, ent = attention_statistics(eye, 1, dist)
+    assert d.item() == 0 and nmi.item() == pytest.approx(1.0, abs=1e-6) and ent.abs().item() < 1e-6

@@ -85,3 +85,12 @@ def test_finite_eigvalsh_gives_nan_for_a_nonfinite_matrix_instead_of_failing():
     ev = finite_eigvalsh(a)
     assert torch.allclose(ev[0], torch.tensor([1.0, 3.0], dtype=torch.float64))  # eigenvalues of [[2,1],[1,2]]
     assert torch.isnan(ev[1]).all()
+
+
+def test_token_spectrum_leaves_float64_input_untouched():
+    x = torch.randn(2, 6, 4, dtype=torch.float64) + 3.0
+    before = x.clone()
+    sv = token_singular_values(x)
+    assert torch.equal(x, before)
+    np.testing.assert_allclose(sv.numpy(), np.linalg.svd((before - before.mean(1, keepdim=True)).numpy(),
+                                                        compute_uv=False), rtol=1e-9)

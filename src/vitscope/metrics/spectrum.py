@@ -41,8 +41,8 @@ def token_singular_values(x: torch.Tensor) -> torch.Tensor:
     Computed from the eigenvalues of the ``P × P`` (or ``D × D``) Gram matrix in float64
     (a float32 Gram would square the rounding error into the small values), descending.
     """
-    x = x.double()
-    x = x - x.mean(1, keepdim=True)
+    x = x.to(torch.float64, copy=True)  # centred in place: one [B, P, D] float64 copy, not two
+    x -= x.mean(1, keepdim=True)
     gram = x @ x.transpose(1, 2) if x.shape[1] <= x.shape[2] else x.transpose(1, 2) @ x
     ev = finite_eigvalsh(gram)
     return ev.clamp_min(0).sqrt().flip(-1)
