@@ -46,7 +46,7 @@ def test_entry_round_trip_equals_the_trained_encoder(run, zoo):
     e = manifest()["tiny-simmim"]
     assert FIELDS <= set(e) and e["method"] == "simmim" and e["epochs"] == 2
     assert e["sha256"] == sha256(zoo / e["file"]) and e["bytes"] == (zoo / e["file"]).stat().st_size
-    assert e["training"]["steps"] == 4 and e["training"]["wall_seconds"] > 0
+    assert e["training"]["steps"] == 4 and e["training"]["wall_seconds"] >= 0  # formula: test below
     from_zoo, from_ckpt = load("zoo:tiny-simmim"), load(str(run / "checkpoint.pt"))
     assert from_zoo.vitscope_spec == "zoo:tiny-simmim" and len(from_zoo.blocks) == 2
     x = torch.randn(3, 3, 16, 16)

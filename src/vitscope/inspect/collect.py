@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import UnidentifiedImageError
 from torch import nn
 
 from vitscope.capture import Taps
-from vitscope.data.images import ImageFolder, read_image
+from vitscope.data.images import ImageFolder, UnreadableImage, read_image
 from vitscope.data.transforms import model_transform
 from vitscope.errors import VitscopeError
 from vitscope.runtime import autocast
@@ -39,10 +38,12 @@ def from_paths(paths: Sequence[Path], model: nn.Module) -> Images:
     transform = model_transform(model)
     tensors = []
     for p in paths:
+        if not Path(p).is_file():
+            raise VitscopeError(f"cannot read image '{p}': no such file")
         try:
             tensors.append(transform(read_image(Path(p))))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise VitscopeError(f"cannot read image '{p}': {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        except UnreadableImage as e:  # read_image names the decoder's error
+            raise VitscopeError(f"cannot read image '{p}': {str(e).splitlines()[0]}") from e
     return Images(torch.stack(tensors), [Path(p).name for p in paths], [Path(p).parent.name for p in paths], [])
 
 
