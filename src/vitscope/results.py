@@ -147,3 +147,18 @@ def probe_accuracies(probe: dict[str, Any]) -> dict[str, dict[str, list[float]]]
     if isinstance(probe.get("linear"), dict):
         out["linear"] = {k: v["accuracy"] for k, v in probe["linear"].items() if isinstance(v, dict)}
     return out
+
+
+def read_analysis(path: str | Path) -> dict[str, Any]:
+    """A ``vitscope analyze`` results file (or its folder); a one-line error for anything else."""
+    from vitscope.errors import VitscopeError
+
+    p = Path(path)
+    p = p / "results.json" if p.is_dir() else p
+    try:
+        r = read_json(p)
+    except (OSError, ValueError) as e:
+        raise VitscopeError(f"cannot read results file {p}: {e}") from e
+    if not isinstance(r, dict) or r.get("kind") != "vitscope-analysis":
+        raise VitscopeError(f"{p} is not a `vitscope analyze` results file")
+    return r

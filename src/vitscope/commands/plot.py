@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from vitscope.errors import VitscopeError
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +20,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from vitscope.report.plots import plot_all
         from vitscope.report.training import plot_training_curves, read_log
-        from vitscope.results import read_json
+        from vitscope.results import read_analysis
 
         if all((p / "log.jsonl").is_file() for p in results):
             logs = [(label[i] if label and i < len(label) else p.name, read_log(p)) for i, p in enumerate(results)]
@@ -29,13 +28,7 @@ def register(app: typer.Typer) -> None:
             return
         runs = []
         for i, p in enumerate(results):
-            p = p / "results.json" if p.is_dir() else p
-            try:
-                r = read_json(p)
-            except (OSError, ValueError) as e:
-                raise VitscopeError(f"cannot read results file {p}: {e}") from e
-            if r.get("kind") != "vitscope-analysis":
-                raise VitscopeError(f"{p} is not a `vitscope analyze` results file")
+            r = read_analysis(p)
             runs.append((label[i] if label and i < len(label) else r["model"]["spec"], r["metrics"]))
         for path in plot_all(runs, out):
             typer.echo(str(path))

@@ -29,7 +29,7 @@ from vitscope.inspect.views import (default_queries, parse_query, pca_before_aft
                                     query_maps, to_pixels, tsne_2d)
 from vitscope.metrics.attention import attention_distance, attention_nmi, grid_distances, patch_attention
 from vitscope.report.explorer import ExplorerImage, render_explorer
-from vitscope.results import provenance, read_json, write_json
+from vitscope.results import provenance, read_analysis, write_json
 
 EXPLORER_BUDGET = 8 * 2**20  # bytes of uint8 attention the explorer may embed
 
@@ -58,13 +58,9 @@ def nmi_kde(results: Sequence[Path], labels: Sequence[str], block: int | None, o
     """Fig. E.1b from analysis ``results.json`` files: the per-head NMI of one block (1-based; None = last)."""
     runs, blocks = [], []
     for i, p in enumerate(results):
-        p = p / "results.json" if p.is_dir() else p
-        try:
-            r = read_json(p)
-        except (OSError, ValueError) as e:
-            raise VitscopeError(f"cannot read results file {p}: {e}") from e
+        r = read_analysis(p)
         per_head = ((r.get("metrics") or {}).get("attention") or {}).get("nmi_per_head")
-        if r.get("kind") != "vitscope-analysis" or not per_head:
+        if not per_head:
             raise VitscopeError(f"{p} is not a `vitscope analyze` results file with attention metrics")
         b = resolve_block(block, len(per_head))
         blocks.append(b)
