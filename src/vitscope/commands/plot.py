@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 
-
 def register(app: typer.Typer) -> None:
     @app.command("plot", help="Overlay results.json files of `vitscope analyze` into one PNG per metric; "
                               "pretraining run folders (log.jsonl) give training_loss.png instead.")
