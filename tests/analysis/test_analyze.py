@@ -5,19 +5,11 @@ import sys
 import numpy as np
 import pytest
 
-from vitscope.cli import main
+from cli_helpers import run_cli
 from vitscope.commands.analyze import analyze
 from vitscope.data.synthetic import write_synthetic_folder
 
 MODEL = "random:vit_tiny_patch4_32"
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["vitscope", *args])
-    with pytest.raises(SystemExit) as e:
-        main()
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from inspect_helpers import MODEL, explorer_data, run_cli
+from cli_helpers import run_cli
+from inspect_helpers import MODEL, explorer_data
 from vitscope.analysis import run_metrics
 from vitscope.data import make_loader, model_transform, open_dataset
 from vitscope.metrics.attention import AttentionStats
