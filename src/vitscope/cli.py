@@ -22,6 +22,7 @@ from typing import NoReturn
 import typer
 
 from vitscope.errors import VitscopeError
+from vitscope.allocator import retain_freed_memory
 
 COMMANDS = ("analyze", "inspect", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo",
             "demo")
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     stderr and exit code 2; Ctrl-C is ``vitscope: interrupted`` and exit code 130. Never a traceback.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    retain_freed_memory()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
     outcome = _run(argv)
