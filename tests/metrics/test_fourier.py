@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from vitscope.capture import ViTInfo
-from vitscope.metrics.fourier import EPS, FourierStats, half_diagonal, log_amplitude, relative_log_amplitude, tokens_to_maps
+from vitscope.metrics.fourier import (EPS, FourierStats, full_from_half, half_diagonal, half_log_amplitude, log_amplitude,
+                                     relative_log_amplitude, tokens_to_maps)
 
 
 def test_frequency_axis_is_truthful_on_14x14():
@@ -52,6 +53,29 @@ def test_fourier_stats_embedding_and_blocks():
     assert r["includes_nyquist"] and r["freqs_over_pi"][-1] == 1.0
     assert np.allclose(r["delta_log_amplitude"][0], r["delta_log_amplitude"][1])
     assert r["delta_log_amplitude"][0][0] == 0.0
+
+
+@pytest.mark.parametrize("h, w", [(14, 14), (7, 7), (4, 6), (5, 8)])
+def test_half_spectrum_rebuilds_the_full_one(h, w):
+    # rfft2 + Hermitian symmetry == fft2 + fftshift, on even, odd and non-square grids
+    maps = torch.randn(3, 5, h, w, generator=torch.Generator().manual_seed(h * w))
+    np.testing.assert_allclose(full_from_half(half_log_amplitude(maps), w).numpy(), log_amplitude(maps).numpy(),
+                               atol=1e-4)  # two float32 FFTs: a coefficient near 0 has a sensitive log
+    with pytest.raises(ValueError, match="columns"):
+        full_from_half(half_log_amplitude(maps), w + 2)
+
+
+def test_fourier_stats_equals_the_full_fft_reference():
+    info = ViTInfo(depth=1, num_heads=1, embed_dim=6, num_prefix_tokens=1, grid_size=(6, 6), patch_size=(2, 2))
+    m = FourierStats(info)
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(4, 37, 6, generator=g), torch.randn(3, 37, 6, generator=g)]
+    for x in xs:
+        m.update(0, "block_in", x)
+        m.update(0, "block_out", x * 2 + 1)
+    ref = torch.cat([log_amplitude(tokens_to_maps(x[:, 1:], (6, 6))).mean(1) for x in xs]).double().mean(0)
+    got = torch.tensor(m.compute()["mean_log_amplitude_spectrum"][0])
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-5)
 
 
 def test_non_square_grid_is_refused():
