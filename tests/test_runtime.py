@@ -24,3 +24,47 @@ def test_device_and_precision_errors():
         resolve_device("tpu9")
     with pytest.raises(VitscopeError, match="Valid options"):
         autocast(torch.device("cpu"), "fp8")
+
+
+def test_compiled_falls_back_to_eager_with_a_warning(monkeypatch, caplog):
+    from vitscope import runtime
+
+    def broken_compile(fn):
+        def call(*a, **k):
+            raise RuntimeError("InductorError: no working C++ compiler found\ndetails")
+        return call
+
+    monkeypatch.setattr(runtime.torch, "compile", broken_compile)
+    calls = []
+
+    def double(x):
+        calls.append(x)
+        if x < 0:
+            raise ValueError("negative")
+        return 2 * x
+
+    f = runtime.compiled(double)
+    with caplog.at_level("WARNING", logger="vitscope.runtime"):
+        assert f(3) == 6 and f(4) == 8
+    assert calls == [3, 4]  # eager once compiling failed, no second compile attempt
+    mine = [r.getMessage() for r in caplog.records if r.name == "vitscope.runtime"]
+    assert len(mine) == 1 and "no working C++ compiler" in mine[0]
+    with pytest.raises(ValueError, match="negative"):  # an error of the function itself still raises
+        f(-1)
+    assert runtime.compiled(double, enabled=False) is double
+
+
+def test_compiled_error_of_the_function_itself_is_not_a_compile_failure(monkeypatch, caplog):
+    from vitscope import runtime
+
+    monkeypatch.setattr(runtime.torch, "compile", lambda fn: fn)  # "compiled" = the function itself
+
+    def check(x):
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    f = runtime.compiled(check)
+    with caplog.at_level("WARNING", logger="vitscope.runtime"), pytest.raises(ValueError, match="negative"):
+        f(-1)
+    assert not [r for r in caplog.records if r.name == "vitscope.runtime"] and f(2) == 2

@@ -35,15 +35,19 @@ METRICS: dict[str, type[StreamingMetric]] = {
 }
 
 
-def build_metrics(names: Iterable[str], model: nn.Module, device: torch.device) -> list[StreamingMetric]:
-    """Instantiate the named metrics for ``model``'s token layout."""
+def build_metrics(
+    names: Iterable[str], model: nn.Module, device: torch.device, compile: bool = False
+) -> list[StreamingMetric]:
+    """Instantiate the named metrics for ``model``'s token layout; ``compile``: torch.compile
+    the reductions of those that offer it (``StreamingMetric.compilable``)."""
     names = list(dict.fromkeys(names))
     unknown = [n for n in names if n not in METRICS]
     if unknown or not names:
         raise VitscopeError(f"unknown metrics {unknown}. Valid options are: {list(METRICS)}")
     info = vit_info(model)
     try:
-        return [METRICS[n](info, device) for n in names]
+        return [METRICS[n](info, device, **({"compile": True} if compile and METRICS[n].compilable else {}))
+                for n in names]
     except ValueError as e:
         raise VitscopeError(str(e)) from e
 

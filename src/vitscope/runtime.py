@@ -1,9 +1,12 @@
-"""Where and how models run: device choice, autocast precision, torchrun process groups."""
+"""Where and how models run: device choice, autocast precision, torchrun process groups, compiled kernels."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -12,6 +15,9 @@ from torch.utils.data import Dataset, Subset
 from vitscope.errors import VitscopeError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -78,3 +84,34 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def compiled(fn: F, enabled: bool = True) -> F:
+    """``torch.compile(fn)`` that falls back to ``fn`` itself when compilation fails.
+
+    Inductor fuses a chain of elementwise ops and reductions into one loop over memory
+    (C++/OpenMP on the CPU, which needs a C++ compiler; Triton on a GPU). It compiles at
+    the first call, and again for new shapes (dynamic after the second); the kernels are
+    cached on disk between runs. Should a call fail to compile (no compiler, an unsupported
+    op), a warning names the reason and that call and every later one run ``fn`` eagerly;
+    an error of ``fn`` itself is raised as without compiling. Results agree with eager
+    ones up to float rounding. ``enabled=False`` returns ``fn`` unchanged.
+    """
+    if not enabled:
+        return fn
+    fast = torch.compile(fn)
+    state = {"ok": True}  # False once compiling failed
+
+    def call(*args, **kwargs):
+        if state["ok"]:
+            try:
+                return fast(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - sorted out below by the eager call
+                out = fn(*args, **kwargs)  # an error of fn itself raises here, as it would uncompiled
+                state["ok"] = False
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                log.warning("torch.compile of %s failed, running it eagerly: %s", fn.__name__, reason)
+                return out
+        return fn(*args, **kwargs)
+
+    return call  # type: ignore[return-value]

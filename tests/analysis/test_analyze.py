@@ -53,6 +53,19 @@ def test_metric_selection_and_plot_overlay(tmp_path, images, monkeypatch, capsys
     assert (tmp_path / "both" / "attention.png").exists()
 
 
+def test_compile_flag_gives_the_eager_results(tmp_path, images, monkeypatch, capsys):
+    eager = analyze(MODEL, str(images), tmp_path / "e", metrics="attention,fourier", batch_size=5, workers=0,
+                    progress=False, plots=False)
+    code, _, _ = run_cli(monkeypatch, capsys, "analyze", "--model", MODEL, "--data", str(images), "--out",
+                         str(tmp_path / "c"), "--metrics", "attention,fourier", "--batch-size", "5", "--compile",
+                         "--workers", "0", "--no-progress", "--no-plots")
+    fast = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert code in (0, None) and fast["compiled"] is True and eager["compiled"] is False
+    for metric, key in (("attention", "distance_per_head"), ("attention", "nmi_per_head"),
+                        ("attention", "entropy_per_head"), ("fourier", "delta_log_amplitude")):
+        np.testing.assert_allclose(fast["metrics"][metric][key], eager["metrics"][metric][key], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("args, match", [
     (["--model", "nosuch:thing"], "unknown model spec"),
     (["--model", "random:resnet50"], "not a Vision Transformer"),

@@ -98,3 +98,24 @@ def test_fused_statistics_equal_separate_formulas():
     eye = torch.eye(10).expand(1, 1, 10, 10)
     d, nmi, ent = attention_statistics(eye, 1, dist)
     assert d.item() == 0 and nmi.item() == pytest.approx(1.0, abs=1e-6) and ent.abs().item() < 1e-6
+
+
+def test_compiled_statistics_equal_eager(caplog):
+    """``AttentionStats(compile=True)`` (torch.compile, Inductor) gives the eager results,
+    over two batch sizes (a recompile) and with zero attention and an all-CLS row."""
+    info = ViTInfo(depth=1, num_heads=2, embed_dim=8, num_prefix_tokens=1, grid_size=(3, 3), patch_size=(16, 16))
+    torch.manual_seed(2)
+    attn = torch.softmax(torch.randn(7, 2, 10, 10) * 4, -1)
+    attn[0, 0, 3] = 0.0
+    attn[0, 0, 3, 0] = 1.0
+    attn[1, 1, :, 5] = 0.0
+    eager, fast = AttentionStats(info), AttentionStats(info, compile=True)
+    with caplog.at_level("WARNING", logger="vitscope.runtime"):
+        for chunk in attn.split(4):  # 4 then 3 images
+            eager.update(0, "attn", chunk)
+            fast.update(0, "attn", chunk)
+    fell_back = [r for r in caplog.records if r.name == "vitscope.runtime"]
+    assert not fell_back, "torch.compile fell back to eager"  # the compiled kernels really ran
+    r1, r2 = eager.compute(), fast.compute()
+    for key in ("distance_per_head", "nmi_per_head", "entropy_per_head"):
+        assert torch.allclose(torch.tensor(r1[key]), torch.tensor(r2[key]), rtol=1e-5, atol=1e-5), key

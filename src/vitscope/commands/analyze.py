@@ -19,13 +19,15 @@ def analyze(
     model_spec: str, data: str, out: Path, *, images: int | None = None, batch_size: int = 64,
     device: str = "auto", precision: str = "fp32", metrics: str = "attention,similarity,spectrum,fourier",
     seed: int = 0, workers: int | None = None, progress: bool = True, plots: bool = True, decoder: bool = False,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Load, stream, compute, write ``out/results.json`` (+ one PNG per metric); return the results.
 
     Under ``torchrun --nproc_per_node K -m vitscope analyze ...`` every process analyses a
     disjoint shard and the accumulators are summed; rank 0 writes the files. ``decoder``: an
     MAE pretraining checkpoint's decoder is analysed too (mask ratio 0, a second pass), its
-    metrics under ``metrics["decoder"]`` (Park et al. Fig. 10).
+    metrics under ``metrics["decoder"]`` (Park et al. Fig. 10). ``compile``: torch.compile the
+    attention statistics (a few seconds once per machine, then faster; docs/analysis.md).
     """
     import torch
 
@@ -43,12 +45,12 @@ def analyze(
     torch.manual_seed(seed)
     model = load(model_spec, seed=seed)
     names = [m.strip() for m in metrics.split(",") if m.strip()]
-    accumulators = build_metrics(names, model, dev)
+    accumulators = build_metrics(names, model, dev, compile)
     if decoder:
         from vitscope.models.mae_decoder import load_mae_decoder
 
         dec, layout = load_mae_decoder(model_spec, model)
-        dec_accumulators = build_metrics(names, dec, dev)
+        dec_accumulators = build_metrics(names, dec, dev, compile)
     ds = shard(subset(open_dataset(data, model_transform(model)), images, seed), rank, world)
     loader = make_loader(ds, batch_size, workers=workers, pin=dev.type == "cuda")
     loader.num_images = len(ds)  # type: ignore[attr-defined]
@@ -66,7 +68,7 @@ def analyze(
         "model": model_summary(model),
         "data": {"spec": data, "requested_images": images, "images": res["images"],
                  "skipped": res["skipped"], "preprocessing": _jsonable(model_data_config(model))},
-        "seed": seed, "device": str(dev), "processes": world, "precision": precision,
+        "seed": seed, "device": str(dev), "processes": world, "precision": precision, "compiled": compile,
         "seconds": res["seconds"], "images_per_second": res["images"] / max(res["seconds"], 1e-9),
         "versions": versions(),
         "conventions": {
@@ -111,9 +113,11 @@ def register(app: typer.Typer) -> None:
         plots: Annotated[bool, typer.Option(help="write one PNG per metric")] = True,
         decoder: Annotated[bool, typer.Option("--decoder", help="also the decoder of an MAE pretraining checkpoint, "
                                                                 "mask ratio 0 (Park Fig. 10)")] = False,
+        compile: Annotated[bool, typer.Option("--compile", help="torch.compile the attention statistics: seconds "
+                                                                "to compile once per machine, faster after")] = False,
     ) -> None:
         res = analyze(model, data, out, images=images, batch_size=batch_size, device=device,
                       precision=precision, metrics=metrics, seed=seed, workers=workers,
-                      progress=progress, plots=plots, decoder=decoder)
+                      progress=progress, plots=plots, decoder=decoder, compile=compile)
         typer.echo(f"{res['data']['images']} images ({len(res['data']['skipped'])} skipped), "
                    f"{res['images_per_second']:.1f} img/s -> {out / 'results.json'}")

@@ -24,6 +24,7 @@ import torch
 
 from vitscope.capture import ViTInfo
 from vitscope.metrics.base import StreamingMetric
+from vitscope.runtime import compiled
 
 
 def patch_attention(attn: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
@@ -110,13 +111,21 @@ def attention_statistics(
 
 
 class AttentionStats(StreamingMetric):
-    """Per layer and head: attention distance (px), NMI and entropy, averaged over images."""
+    """Per layer and head: attention distance (px), NMI and entropy, averaged over images.
+
+    ``compile=True`` runs :func:`attention_statistics` through ``torch.compile``, which
+    fuses its passes over the ``[B, H, N, N]`` map (``runtime.compiled``; eager if that
+    fails). On the development CPU it halves the metric's cost past a few seconds of
+    compiling, once per machine (docs/analysis.md).
+    """
 
     name = "attention"
     taps = ("attn",)
+    compilable = True
 
-    def __init__(self, info: ViTInfo, device: torch.device | str = "cpu") -> None:
+    def __init__(self, info: ViTInfo, device: torch.device | str = "cpu", compile: bool = False) -> None:
         super().__init__(info, device)
+        self._statistics = compiled(attention_statistics, compile)
         shape = (info.depth, info.num_heads)
         self.dist_sum = self.add_state("distance", shape)
         self.nmi_sum = self.add_state("nmi", shape)
@@ -125,7 +134,7 @@ class AttentionStats(StreamingMetric):
         self._dist = grid_distances(info.grid_size, info.patch_size).float().to(self.device)
 
     def update(self, layer: int, tap: str, x: torch.Tensor) -> None:
-        sums = torch.stack(attention_statistics(x, self.info.num_prefix_tokens, self._dist)).sum(1).double()
+        sums = torch.stack(self._statistics(x, self.info.num_prefix_tokens, self._dist)).sum(1).double()
         self.dist_sum[layer] += sums[0]
         self.nmi_sum[layer] += sums[1]
         self.ent_sum[layer] += sums[2]

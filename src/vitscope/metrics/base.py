@@ -20,6 +20,7 @@ class StreamingMetric:
 
     name: str = ""
     taps: tuple[str, ...] = ()
+    compilable: bool = False  # True: the constructor takes ``compile`` (torch.compile of the hot reduction)
 
     def __init__(self, info: ViTInfo, device: torch.device | str = "cpu") -> None:
         self.info = info
