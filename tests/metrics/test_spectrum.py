@@ -94,3 +94,20 @@ def test_token_spectrum_leaves_float64_input_untouched():
     assert torch.equal(x, before)
     np.testing.assert_allclose(sv.numpy(), np.linalg.svd((before - before.mean(1, keepdim=True)).numpy(),
                                                         compute_uv=False), rtol=1e-9)
+
+
+@pytest.mark.parametrize("shape, dtype", [((5, 7, 7), torch.float64), ((2, 3, 6, 6), torch.float64),
+                                          ((4, 9, 9), torch.float32), ((1, 5, 5), torch.float64)])
+def test_batched_eigvalsh_on_the_cpu_equals_torch(shape, dtype, monkeypatch):
+    from vitscope.metrics.spectrum import batched_eigvalsh
+
+    torch.manual_seed(3)
+    x = torch.randn(*shape, dtype=dtype)
+    a = x @ x.mT
+    with torch.inference_mode():
+        for threads in (1, 2, 3):  # one solve per thread: the batch split 1, 2 or 3 ways
+            monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+            ev = batched_eigvalsh(a)
+            assert ev.dtype == dtype and ev.shape == shape[:-1]
+            tol = 1e-10 if dtype == torch.float64 else 1e-4
+            torch.testing.assert_close(ev, torch.linalg.eigvalsh(a), rtol=tol, atol=tol * a.abs().max().item())
