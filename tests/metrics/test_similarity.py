@@ -56,3 +56,23 @@ def test_single_head_model_reports_no_head_similarity():
     m.update(0, "attn_res", x)
     r = m.compute()
     assert r["heads_cosine"] == [None] and abs(r["depth_cosine"][0] - 1) < 1e-6
+
+
+def test_compiled_similarity_equals_eager(caplog):
+    """``SimilarityStats(compile=True)`` gives the eager results over two batch sizes,
+    with a zero vector (whose cosine is 0) among the tokens."""
+    info = ViTInfo(depth=1, num_heads=3, embed_dim=12, num_prefix_tokens=1, grid_size=(2, 3), patch_size=(4, 4))
+    torch.manual_seed(4)
+    heads, before, after = torch.randn(7, 7, 3, 4), torch.randn(7, 7, 12), torch.randn(7, 7, 12)
+    after[0, 2] = 0.0
+    eager, fast = SimilarityStats(info), SimilarityStats(info, compile=True)
+    with caplog.at_level("WARNING", logger="vitscope.runtime"):
+        for i in (slice(0, 4), slice(4, 7)):
+            for m in (eager, fast):
+                m.update(0, "head_out", heads[i])
+                m.update(0, "block_in", before[i])
+                m.update(0, "attn_res", after[i])
+    assert not [r for r in caplog.records if r.name == "vitscope.runtime"], "torch.compile fell back to eager"
+    r1, r2 = eager.compute(), fast.compute()
+    for key in ("heads_cosine", "depth_cosine", "tokens_cosine"):
+        assert abs(r1[key][0] - r2[key][0]) < 1e-5, key

@@ -27,7 +27,7 @@ def analyze(
     disjoint shard and the accumulators are summed; rank 0 writes the files. ``decoder``: an
     MAE pretraining checkpoint's decoder is analysed too (mask ratio 0, a second pass), its
     metrics under ``metrics["decoder"]`` (Park et al. Fig. 10). ``compile``: torch.compile the
-    attention statistics (a few seconds once per machine, then faster; docs/analysis.md).
+    attention and similarity reductions (seconds once per machine, then faster; docs/analysis.md).
     """
     import torch
 
@@ -113,8 +113,9 @@ def register(app: typer.Typer) -> None:
         plots: Annotated[bool, typer.Option(help="write one PNG per metric")] = True,
         decoder: Annotated[bool, typer.Option("--decoder", help="also the decoder of an MAE pretraining checkpoint, "
                                                                 "mask ratio 0 (Park Fig. 10)")] = False,
-        compile: Annotated[bool, typer.Option("--compile", help="torch.compile the attention statistics: seconds "
-                                                                "to compile once per machine, faster after")] = False,
+        compile: Annotated[bool, typer.Option("--compile", help="torch.compile the attention and similarity "
+                                                                "reductions: seconds to compile once per machine, "
+                                                                "faster after")] = False,
     ) -> None:
         res = analyze(model, data, out, images=images, batch_size=batch_size, device=device,
                       precision=precision, metrics=metrics, seed=seed, workers=workers,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from vitscope.capture import ViTInfo
 from vitscope.metrics.base import StreamingMetric
+from vitscope.runtime import compiled
 
 
 def mean_pairwise_cosine(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -43,13 +44,20 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class SimilarityStats(StreamingMetric):
-    """Per layer: mean head-head, before/after-attention and token-token cosine."""
+    """Per layer: mean head-head, before/after-attention and token-token cosine.
+
+    ``compile=True`` runs :func:`mean_pairwise_cosine` and :func:`cosine` through
+    ``torch.compile`` (``runtime.compiled``), which fuses their normalisations and sums.
+    """
 
     name = "similarity"
     taps = ("head_out", "block_in", "attn_res")
+    compilable = True
 
-    def __init__(self, info: ViTInfo, device: torch.device | str = "cpu") -> None:
+    def __init__(self, info: ViTInfo, device: torch.device | str = "cpu", compile: bool = False) -> None:
         super().__init__(info, device)
+        self._pairwise = compiled(mean_pairwise_cosine, compile)
+        self._cosine = compiled(cosine, compile)
         self.sums = {k: self.add_state(k, (info.depth,)) for k in ("heads", "depth", "tokens")}
         self.count = self.add_state("count", (info.depth,))
         self._before: dict[int, torch.Tensor] = {}
@@ -58,13 +66,13 @@ class SimilarityStats(StreamingMetric):
         x = x[:, self.info.num_prefix_tokens:]
         if tap == "head_out":  # [B, P, H, Dh]; one head has no pair to compare
             if x.shape[2] > 1:
-                self.sums["heads"][layer] += mean_pairwise_cosine(x, dim=2).mean(1).sum().double()
+                self.sums["heads"][layer] += self._pairwise(x, dim=2).mean(1).sum().double()
         elif tap == "block_in":  # fires before attn_res within the same block
             self._before[layer] = x
         else:  # attn_res
             before = self._before.pop(layer)
-            self.sums["depth"][layer] += cosine(before, x).mean(1).sum().double()
-            self.sums["tokens"][layer] += mean_pairwise_cosine(x, dim=1).sum().double()
+            self.sums["depth"][layer] += self._cosine(before, x).mean(1).sum().double()
+            self.sums["tokens"][layer] += self._pairwise(x, dim=1).sum().double()
             self.count[layer] += x.shape[0]
 
     def compute(self) -> dict[str, Any]:
