@@ -9,7 +9,10 @@ the metrics, not JPEG decoding. Prints ms per image for the plain forward pass
 ``run_metrics`` call per batch, so taps are installed and ``compute()`` runs every
 iteration: an upper bound), for the full analysis once the spectrum's per-image token
 spectra are done (they cover the first 512 images of a run; every batch here is one of
-them), for each metric alone, and the ratios to plain inference. The variants alternate
+them), the same with ``--compile`` (torch.compile of the attention statistics; its
+compile time is printed apart), for each metric alone, and the ratios to plain inference.
+Two lines derive the cost per image of whole runs over 10,000 and 50,000 images (CIFAR-10
+test, ImageNet val) from the measured ones: ``(512·first + (n − 512)·past) / n``. The variants alternate
 within every iteration and the medians are reported, so a shared machine's load affects
 them alike. On a GPU it also prints the peak ``torch.cuda.max_memory_allocated`` of each
 variant and its ratio to plain inference. ``--numpy-reference`` adds the official
@@ -28,10 +31,15 @@ import timm
 import torch
 
 from vitscope.analysis import METRICS, build_metrics, run_metrics
+from vitscope.allocator import retain_freed_memory
 from vitscope.runtime import autocast, resolve_device
 from vitscope.capture import Taps, vit_info
 from vitscope.data.images import Batch
 from vitscope.metrics.spectrum import SpectrumStats
+
+
+FIRST, PAST = "analyze, all metrics", "  past first 512 images"
+PAST_COMPILED = "  past first 512, --compile"
 
 
 def sync(device: torch.device) -> None:
@@ -54,15 +62,19 @@ def interleaved(variants, x, device, iters):
     """Median seconds per image of each variant, variants alternated within every iteration.
 
     Alternating (plain, analyze, plain, ...) lets a shared machine's load hit every
-    variant alike; on a GPU, also the peak of ``torch.cuda.max_memory_allocated``.
+    variant alike; on a GPU, also the peak of ``torch.cuda.max_memory_allocated``; and the
+    seconds of each variant's warm-up call (where ``--compile`` compiles).
     """
     times: dict[str, list[float]] = {k: [] for k in variants}
     peaks: dict[str, int] = {}
-    for k, f in variants.items():  # warm-up
+    warmup: dict[str, float] = {}
+    for k, f in variants.items():
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        t = time.perf_counter()
         f()
         sync(device)
+        warmup[k] = time.perf_counter() - t
         if device.type == "cuda":
             peaks[k] = torch.cuda.max_memory_allocated(device)
     for _ in range(iters):
@@ -72,7 +84,7 @@ def interleaved(variants, x, device, iters):
             f()
             sync(device)
             times[k].append((time.perf_counter() - t) / len(x))
-    return {k: float(np.median(v)) for k, v in times.items()}, peaks
+    return {k: float(np.median(v)) for k, v in times.items()}, peaks, warmup
 
 
 def numpy_reference(model, x, device, precision):
@@ -113,7 +125,11 @@ def main() -> None:
     ap.add_argument("--per-metric", nargs="?", const=",".join(METRICS), default="", metavar="NAMES",
                     help="also time each metric alone (all, or the comma-separated NAMES)")
     ap.add_argument("--numpy-reference", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="leave out the --compile variants")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc thresholds as they are (the vitscope CLI raises them)")
     args = ap.parse_args()
+    retained = False if args.default_malloc else retain_freed_memory()
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -123,32 +139,46 @@ def main() -> None:
     info = vit_info(model)
     all_names = list(METRICS)
 
-    def past_token_images():  # every metric, the token-spectrum budget already spent
-        return [SpectrumStats(info, device, token_images=0) if n == "spectrum" else METRICS[n](info, device)
-                for n in all_names]
+    def past_token_images(compile=False):  # every metric, the token-spectrum budget already spent
+        return [SpectrumStats(info, device, token_images=0) if m.name == "spectrum" else m
+                for m in build_metrics(all_names, model, device, compile)]
 
     variants = {"plain forward": lambda: plain(model, x, device, args.precision)}
-    metric_sets = {"analyze, all metrics": lambda: build_metrics(all_names, model, device),
-                   "  past first 512 images": past_token_images}
-    if args.per_metric:
-        metric_sets.update({f"analyze, {n} only": (lambda n=n: build_metrics([n], model, device))
-                            for n in args.per_metric.split(",")})
+    metric_sets = {FIRST: lambda: build_metrics(all_names, model, device),
+                   PAST: past_token_images}
+    if not args.no_compile:
+        metric_sets[PAST_COMPILED] = lambda: past_token_images(compile=True)
+    for n in filter(None, args.per_metric.split(",")):
+        metric_sets[f"analyze, {n} only"] = lambda n=n: build_metrics([n], model, device)
+        if METRICS[n].compilable and not args.no_compile:
+            metric_sets[f"analyze, {n} only, --compile"] = lambda n=n: build_metrics([n], model, device, True)
     for label, make in metric_sets.items():
         variants[label] = lambda make=make: analysed(model, x, device, args.precision, make)
     if args.numpy_reference:
         variants["numpy per batch (notebooks)"] = lambda: numpy_reference(model, x, device, args.precision)
     logging.getLogger("vitscope.metrics.spectrum").setLevel(logging.ERROR)  # one batch < width: expected
-    times, peaks = interleaved(variants, x, device, args.iters)
+    times, peaks, warmup = interleaved(variants, x, device, args.iters)
 
     base = times["plain forward"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"{args.model}, batch {args.batch_size}, {args.precision}, {name}, {args.iters} interleaved iterations "
-          f"(medians)")
-    print(f"{'':32s} {'ms/img':>9s} {'img/s':>9s} {'x plain':>8s}" + (f" {'peak GiB':>9s} {'x plain':>8s}"
+          f"(medians), malloc: {'freed blocks retained' if retained else 'default'}")
+    print(f"{'':36s} {'ms/img':>9s} {'img/s':>9s} {'x plain':>8s}" + (f" {'peak GiB':>9s} {'x plain':>8s}"
                                                                       if peaks else ""))
     for label, t in times.items():
         mem = f" {peaks[label] / 2**30:9.2f} {peaks[label] / peaks['plain forward']:8.2f}" if peaks else ""
-        print(f"{label:32s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f}{mem}")
+        print(f"{label:36s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f}{mem}")
+    for past in (PAST, PAST_COMPILED):
+        if past in times:
+            for n, what in ((10_000, "CIFAR-10 test"), (50_000, "ImageNet val")):
+                first = times[FIRST] - times[PAST] + times[past]  # --compile saves on every batch
+                t = (512 * first + (n - 512) * times[past]) / n
+                print(f"{f'  run of {n:,} ({what})':36s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f}"
+                      f"   derived{', --compile' if past == PAST_COMPILED else ''}")
+    compiled = [k for k in times if "--compile" in k]
+    if compiled:
+        extra = max(warmup[k] for k in compiled) - warmup[PAST]
+        print(f"--compile: first call {extra:.1f} s slower than eager (compiling; cached on disk afterwards)")
 
 
 if __name__ == "__main__":
