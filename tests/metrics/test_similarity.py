@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from vitscope.capture import ViTInfo
@@ -21,6 +22,29 @@ def test_mean_pairwise_cosine_matches_explicit_pairs():
     g = z @ z.transpose(1, 2)
     explicit = (g.sum((1, 2)) - g.diagonal(dim1=1, dim2=2).sum(1)) / (6 * 5)
     assert torch.allclose(mean_pairwise_cosine(x, dim=1), explicit, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [3, 8, 9, 20])  # a multiply-and-sum up to 8 vectors, a matrix product past it
+def test_mean_pairwise_cosine_both_ways_match_explicit_pairs_along_any_dim(n):
+    torch.manual_seed(n)
+    x = torch.randn(2, n, 5, 7)  # vectors along dim 1, and [.., 5] more of them per item
+    x[0, 1] = 0.0  # zero vectors: cosine 0 with everything, as F.normalize makes them
+    z = torch.nn.functional.normalize(x, dim=-1).movedim(1, -2)  # [2, 5, n, 7]
+    g = z @ z.transpose(-1, -2)
+    explicit = (g.sum((-1, -2)) - g.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
+    assert torch.allclose(mean_pairwise_cosine(x, dim=1), explicit, atol=1e-6)
+    assert torch.allclose(mean_pairwise_cosine(x, dim=-3, norms=x.norm(dim=-1)), explicit, atol=1e-6)
+    with pytest.raises(ValueError, match="not the last"):
+        mean_pairwise_cosine(x, dim=-1)
+
+
+def test_cosine_equals_torch_and_is_zero_for_a_zero_vector():
+    torch.manual_seed(5)
+    a, b = torch.randn(4, 6, 8), torch.randn(4, 6, 8)
+    b[1, 2] = 0.0
+    expected = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    assert torch.allclose(cosine(a, b), expected, atol=1e-6) and cosine(a, b)[1, 2] == 0
+    assert torch.allclose(cosine(a, b, b.norm(dim=-1)), expected, atol=1e-6)
 
 
 def test_orthogonal_vs_identical_heads():

@@ -9,7 +9,8 @@
 
 Only patch tokens enter (prefix tokens dropped). Every value is per image, then
 averaged over images. Mean pairwise cosine of ``n`` unit vectors ``z_i`` uses
-``Σ_{i≠j} z_i·z_j = ‖Σ_i z_i‖² − n``, so no ``n × n`` matrix is formed.
+``Σ_{i≠j} z_i·z_j = ‖Σ_i z_i‖² − Σ_i ‖z_i‖²`` (``= ‖Σ_i z_i‖² − n`` without zero vectors),
+so no ``n × n`` matrix is formed.
 """
 
 from __future__ import annotations
@@ -17,30 +18,47 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from vitscope.capture import ViTInfo
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
 
 
-def mean_pairwise_cosine(x: torch.Tensor, dim: int) -> torch.Tensor:
+def inverse_norms(norms: torch.Tensor) -> torch.Tensor:
+    """``1 / max(‖x‖, 1e-12)`` from the norms ``‖x‖`` (``F.normalize``'s ε): a zero vector stays zero."""
+    return norms.clamp_min(1e-12).reciprocal_()
+
+
+def mean_pairwise_cosine(x: torch.Tensor, dim: int, norms: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cosine over all ordered pairs ``i ≠ j`` of vectors stacked along ``dim``.
 
     ``x``: ``[..., n, ..., D]`` with vectors in the last dimension; ``dim`` (≠ -1) indexes
-    the ``n`` vectors. Returns ``x`` without ``dim`` and the last dimension.
+    the ``n`` vectors; ``norms``: their lengths ``‖x_i‖`` (``[..., n, ...]``), if already at
+    hand. ``Σ_{i≠j} z_i·z_j = ‖Σ_i z_i‖² − Σ_i ‖z_i‖²`` with ``z_i = x_i / ‖x_i‖`` (``‖z_i‖² = 1``
+    except for a zero vector, which has cosine 0 with every other). ``Σ_i z_i`` is one matrix
+    product for many vectors (tokens) and a multiply-and-sum for a few (heads), whichever
+    ran faster on the CPU. Returns ``x`` without ``dim`` and the last dimension.
     """
+    dim %= x.ndim
     n = x.shape[dim]
-    if n < 2:
-        raise ValueError(f"need at least two vectors along dim {dim}, got {n}")
-    z = F.normalize(x.float(), dim=-1)
-    s = z.sum(dim)
-    return ((s * s).sum(-1) - n) / (n * (n - 1))
+    if n < 2 or dim == x.ndim - 1:
+        raise ValueError(f"need at least two vectors along dim {dim} (not the last), got {n}")
+    x = x.float()
+    norms = torch.linalg.vector_norm(x, dim=-1) if norms is None else norms
+    w = inverse_norms(norms)
+    if n > 8:
+        s = (w.movedim(dim, -1).unsqueeze(-2) @ x.movedim(dim, -2)).squeeze(-2)
+    else:
+        s = (x * w.unsqueeze(-1)).sum(dim)
+    return ((s * s).sum(-1) - (norms * w).square().sum(dim)) / (n * (n - 1))
 
 
-def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity along the last dimension."""
-    return F.cosine_similarity(a.float(), b.float(), dim=-1)
+def cosine(a: torch.Tensor, b: torch.Tensor, norm_b: torch.Tensor | None = None) -> torch.Tensor:
+    """Cosine similarity along the last dimension, ``a·b / (max(‖a‖, ε)·max(‖b‖, ε))``;
+    ``norm_b``: the lengths ``‖b‖``, if already at hand."""
+    a, b = a.float(), b.float()
+    norm_b = torch.linalg.vector_norm(b, dim=-1) if norm_b is None else norm_b
+    return (a * b).sum(-1) * inverse_norms(torch.linalg.vector_norm(a, dim=-1)) * inverse_norms(norm_b)
 
 
 class SimilarityStats(StreamingMetric):
@@ -71,8 +89,9 @@ class SimilarityStats(StreamingMetric):
             self._before[layer] = x
         else:  # attn_res
             before = self._before.pop(layer)
-            self.sums["depth"][layer] += self._cosine(before, x).mean(1).sum().double()
-            self.sums["tokens"][layer] += self._pairwise(x, dim=1).sum().double()
+            norms = torch.linalg.vector_norm(x.float(), dim=-1)  # shared by both
+            self.sums["depth"][layer] += self._cosine(before, x, norms).mean(1).sum().double()
+            self.sums["tokens"][layer] += self._pairwise(x, dim=1, norms=norms).sum().double()
             self.count[layer] += x.shape[0]
 
     def compute(self) -> dict[str, Any]:
