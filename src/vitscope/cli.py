@@ -21,8 +21,8 @@ from typing import NoReturn
 
 import typer
 
-from vitscope.errors import VitscopeError
 from vitscope.allocator import retain_freed_memory
+from vitscope.errors import VitscopeError
 
 COMMANDS = ("analyze", "inspect", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo",
             "demo")

@@ -5,8 +5,19 @@ import pytest
 import torch
 
 from vitscope.capture import ViTInfo
-from vitscope.metrics.fourier import (EPS, FourierStats, full_from_half, half_diagonal, half_log_amplitude, log_amplitude,
+from vitscope.metrics.fourier import (EPS, FourierStats, full_from_half, half_diagonal, half_log_amplitude,
                                      relative_log_amplitude, tokens_to_maps)
+
+
+def log_amplitude(maps: torch.Tensor) -> torch.Tensor:
+    """The definition, as a reference: centred ``log(|FFT2(maps)| + ε)`` of the whole map."""
+    f = torch.fft.fft2(maps.float(), dim=(-2, -1))
+    return torch.fft.fftshift(torch.log(f.abs() + EPS), dim=(-2, -1))
+
+
+def centred_log_amplitude(maps: torch.Tensor) -> torch.Tensor:
+    """What FourierStats computes: the half spectrum, rebuilt."""
+    return full_from_half(half_log_amplitude(maps), maps.shape[-1])
 
 
 def test_frequency_axis_is_truthful_on_14x14():
@@ -21,7 +32,7 @@ def test_frequency_axis_is_truthful_on_14x14():
 
 def test_constant_map_has_only_zero_frequency():
     maps = torch.full((1, 1, 8, 8), 3.0)
-    _, v = half_diagonal(log_amplitude(maps)[0, 0])
+    _, v = half_diagonal(centred_log_amplitude(maps)[0, 0])
     rel = relative_log_amplitude(v)
     assert v[0] == pytest.approx(math.log(3.0 * 64 + EPS), rel=1e-5)
     assert torch.all(rel[1:] < -10)  # every other frequency is (numerically) empty
@@ -30,7 +41,7 @@ def test_constant_map_has_only_zero_frequency():
 def test_checkerboard_energy_at_nyquist():
     i, j = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
     board = ((-1.0) ** (i + j))[None, None]
-    _, v = half_diagonal(log_amplitude(board)[0, 0])
+    _, v = half_diagonal(centred_log_amplitude(board)[0, 0])
     rel = relative_log_amplitude(v)
     assert v[-1] == pytest.approx(math.log(64 + EPS), rel=1e-5)  # the (π, π) corner
     assert rel[-1] > 10 and torch.all(v[:-1] < -10)
