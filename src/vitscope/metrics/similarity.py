@@ -88,8 +88,8 @@ class SimilarityStats(StreamingMetric):
         elif tap == "block_in":  # fires before attn_res within the same block
             self._before[layer] = x
         else:  # attn_res
-            before = self._before.pop(layer)
-            norms = torch.linalg.vector_norm(x.float(), dim=-1)  # shared by both
+            before, x = self._before.pop(layer), x.float()  # one float32 copy under autocast, not three
+            norms = torch.linalg.vector_norm(x, dim=-1)  # shared by both cosines
             self.sums["depth"][layer] += self._cosine(before, x, norms).mean(1).sum().double()
             self.sums["tokens"][layer] += self._pairwise(x, dim=1, norms=norms).sum().double()
             self.count[layer] += x.shape[0]
