@@ -108,3 +108,65 @@ def test_tap_that_never_fires_fails_loudly():
 def test_non_vit_is_refused():
     with pytest.raises(TapError, match="not a timm ViT"):
         Taps(nn.Linear(2, 2), {"attn"}, print)
+
+
+@pytest.mark.parametrize("name", ["vit_cls", "vit_no_cls", "beit_relpos", "beit_shared_relpos"])
+def test_attn_logits_are_the_softmax_input_and_fire_first(name):
+    """``attn_logits`` is what the softmax turned into ``attn`` (scale, BEiT's position bias
+    included), handed over right before it, and the model's output does not change."""
+    arch, kw = CONFIGS[name]
+    torch.manual_seed(0)
+    model = timm.create_model(arch, pretrained=False, **kw).eval()
+    x = torch.randn(2, 3, kw["img_size"], kw["img_size"])
+    order, got = [], {}
+
+    def keep(layer, tap, v):
+        order.append((layer, tap))
+        got[(layer, tap)] = v
+
+    with torch.no_grad():
+        reference = model.forward_features(x)
+        with Taps(model, {"attn", "attn_logits"}, keep) as taps:
+            out = model.forward_features(x)
+            taps.check()
+        assert torch.allclose(out, reference, atol=1e-5)
+        assert order == [(i, t) for i in range(len(model.blocks)) for t in ("attn_logits", "attn")]
+        for i in range(len(model.blocks)):
+            assert torch.allclose(got[(i, "attn_logits")].softmax(-1), got[(i, "attn")], atol=1e-6)
+        # the mode is gone after the block: a softmax outside attention is not recorded
+        with Taps(model, {"attn_logits"}, keep):
+            model.forward_features(x)
+            torch.randn(1, 1, 3, 3).softmax(-1)
+
+
+def test_attn_logits_skipped_where_the_probabilities_are_changed_after_softmax():
+    """A model that rescales the probabilities between softmax and ``attn_drop`` (as talking
+    heads do) gets no ``attn_logits``, and ``check()`` does not require them."""
+    arch, kw = CONFIGS["vit_cls"]
+    model = timm.create_model(arch, pretrained=False, **kw).eval()
+
+    class Rescale(nn.Module):  # attn_drop whose input is no longer the softmax's output
+        def forward(self, a):
+            return a
+
+    for blk in model.blocks:
+        blk.attn.attn_drop = Rescale()
+        blk.attn.attn_drop.register_forward_pre_hook(lambda _m, args: (args[0] * 1.0,))
+    fired = []
+    with Taps(model, {"attn", "attn_logits"}, lambda l, t, v: fired.append(t)) as taps, torch.no_grad():
+        model.forward_features(torch.randn(1, 3, 32, 32))
+        taps.check()
+    assert fired == ["attn"] * len(model.blocks)
+
+
+def test_softmax_spy_leaves_with_a_failing_forward():
+    arch, kw = CONFIGS["vit_cls"]
+    model = timm.create_model(arch, pretrained=False, **kw).eval()
+    from torch.overrides import _get_current_function_mode_stack
+
+    with Taps(model, {"attn_logits"}, lambda *a: None), pytest.raises(RuntimeError):
+        model.forward_features(torch.randn(1, 5, 32, 32))  # wrong channels: patch_embed fails
+    blk = model.blocks[0]
+    with Taps(model, {"attn_logits"}, lambda *a: None), pytest.raises(RuntimeError):
+        blk(torch.randn(1, 17, 31))  # wrong width: fails inside the attention module
+    assert not _get_current_function_mode_stack()

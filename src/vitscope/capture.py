@@ -5,26 +5,37 @@ asked for are hooked, and each captured tensor is handed to a callback straight 
 (``callback(layer, tap, tensor)``), so a metric can reduce it and let it go before the
 next block runs: attention probabilities of a ViT-B never exist for more than one layer.
 
-=============  ==========================================  ===========================
-tap            tensor                                      shape
-=============  ==========================================  ===========================
-``attn``       softmax attention probabilities             ``[B, H, N, N]``
-``block_in``   residual stream entering the block          ``[B, N, D]``
-``attn_res``   residual stream right after attention       ``[B, N, D]``
-               (``x + attn(norm1(x))``, the input of norm2)
-``block_out``  residual stream leaving the block           ``[B, N, D]``
-``head_out``   per-head attention output ``attn @ v``      ``[B, N, H, D/H]``
-``qkv``        query/key/value projection                  ``[B, N, 3·H·D/H]``
-``ln1``        output of the first LayerNorm               ``[B, N, D]``
-``fc1``        output of the MLP's first linear layer      ``[B, N, D_mlp]``
-=============  ==========================================  ===========================
+===============  ==========================================  ===========================
+tap              tensor                                      shape
+===============  ==========================================  ===========================
+``attn``         softmax attention probabilities             ``[B, H, N, N]``
+``attn_logits``  the scores softmax turns into ``attn``     ``[B, H, N, N]``
+                 (scaled ``q·kᵀ``, position bias, mask)
+``block_in``     residual stream entering the block          ``[B, N, D]``
+``attn_res``     residual stream right after attention       ``[B, N, D]``
+                 (``x + attn(norm1(x))``, the input of norm2)
+``block_out``    residual stream leaving the block           ``[B, N, D]``
+``head_out``     per-head attention output ``attn @ v``      ``[B, N, H, D/H]``
+``qkv``          query/key/value projection                  ``[B, N, 3·H·D/H]``
+``ln1``          output of the first LayerNorm               ``[B, N, D]``
+``fc1``          output of the MLP's first linear layer      ``[B, N, D_mlp]``
+===============  ==========================================  ===========================
 
 ``N`` counts every token, prefix tokens (CLS, registers) first, as timm orders them.
+
+``attn_logits`` fires right before ``attn``, and only where the tensor ``attn_drop`` receives
+is the very output of the attention module's ``softmax`` (every timm ViT and BEiT); a model
+that changes the probabilities in between (talking heads) does not fire it, and
+:meth:`Taps.check` does not require it (``BEST_EFFORT_TAPS``): its consumers fall back to
+``attn`` alone. It is read by a ``TorchFunctionMode`` (:class:`_SoftmaxSpy`) that is active
+only while the attention module runs and records the input and output of its softmax; no
+tensor is copied. With both, ``log a = s − logsumexp(s)`` needs no logarithm per weight.
 
 Fused attention (``F.scaled_dot_product_attention``) never materialises the
 probabilities, so neither a hook on ``softmax`` nor on ``attn_drop`` would fire. When
 ``attn`` is requested, the attention modules of the hooked blocks are switched to timm's
-explicit path (``fused_attn = False``) for the duration of the capture, and the
+explicit path (``fused_attn = False``) for the duration of the capture (also for
+``attn_logits``), and the
 probabilities are read at the output of ``attn_drop`` (identity in eval mode). Relative
 position bias (BEiT) is added by timm before the softmax, so it is included.
 """
@@ -38,10 +49,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-TAPS: tuple[str, ...] = ("attn", "block_in", "attn_res", "block_out", "head_out", "qkv", "ln1", "fc1")
+TAPS: tuple[str, ...] = ("attn", "attn_logits", "block_in", "attn_res", "block_out", "head_out", "qkv", "ln1", "fc1")
+
+BEST_EFFORT_TAPS = frozenset({"attn_logits"})  # hooked when asked for, never required by check()
 
 TapCallback = Callable[[int, str, torch.Tensor], None]
+
+_SOFTMAX = frozenset({torch.softmax, torch.Tensor.softmax, F.softmax})
 
 
 class TapError(RuntimeError):
@@ -103,6 +119,28 @@ def _qkv_from_input(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, attn.qkv.weight, bias)
 
 
+class _SoftmaxSpy(TorchFunctionMode):
+    """Records ``(input, output)`` of the last softmax over the last dimension of a 4-D tensor
+    called while the mode is active (entered and left around one attention module's forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _SOFTMAX and isinstance(out, torch.Tensor) and out.ndim == 4:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if dim in (-1, 3):
+                self.seen = (args[0], out)
+        return out
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        seen, self.seen = self.seen, None
+        return seen
+
+
 class Taps:
     """Context manager that hooks the requested taps of every (or some) block.
 
@@ -111,7 +149,8 @@ class Taps:
 
     ``callback(layer, tap, tensor)`` receives detached tensors. Call :meth:`check` after
     each forward pass: it raises :class:`TapError` naming the first requested tap that
-    did not fire in a hooked block, then clears the record for the next pass.
+    did not fire in a hooked block (``BEST_EFFORT_TAPS`` excepted), then clears the record
+    for the next pass.
     """
 
     def __init__(
@@ -187,7 +226,7 @@ class Taps:
             add(self._part(block, "norm1", i, "ln1").register_forward_hook(post("ln1")))
         if "fc1" in want:
             add(self._part(block, "mlp.fc1", i, "fc1").register_forward_hook(post("fc1")))
-        attn = self._part(block, "attn", i, "attn") if want & {"attn", "head_out", "qkv"} else None
+        attn = self._part(block, "attn", i, "attn") if want & {"attn", "attn_logits", "head_out", "qkv"} else None
         if "head_out" in want:
             heads = int(attn.num_heads)
             proj = self._part(block, "attn.proj", i, "head_out")
@@ -202,19 +241,38 @@ class Taps:
             else:
                 qkv = self._part(block, "attn.qkv", i, "qkv")
                 add(qkv.register_forward_hook(post("qkv")))
-        if "attn" in want:
+        if want & {"attn", "attn_logits"}:
             drop = self._part(block, "attn.attn_drop", i, "attn")
             if hasattr(attn, "fused_attn"):
                 self._fused[attn] = attn.fused_attn
                 attn.fused_attn = False
-            add(drop.register_forward_hook(post("attn")))
+            spy = _SoftmaxSpy() if "attn_logits" in want else None
+            if spy is not None:
+                def enter(_m: nn.Module, _args: Any) -> None:
+                    spy.__enter__()
+
+                def leave(_m: nn.Module, _args: Any, _out: Any) -> None:
+                    spy.__exit__(None, None, None)
+                    spy.seen = None
+
+                add(attn.register_forward_pre_hook(enter))
+                add(attn.register_forward_hook(leave, always_call=True))  # also when the forward raises
+
+            def at_drop(_m: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
+                seen = spy.take() if spy is not None else None
+                if seen is not None and seen[1] is args[0]:  # attn_drop gets the softmax's own output
+                    self._emit(i, "attn_logits", seen[0])
+                if "attn" in want:
+                    self._emit(i, "attn", out)
+
+            add(drop.register_forward_hook(at_drop))
 
     # -- checking ------------------------------------------------------------------
     def check(self) -> None:
         """Raise if a requested tap did not fire since the last check; then reset."""
         fired, self._fired = self._fired, set()
         for i in self.layers:
-            for tap in sorted(self.taps):
+            for tap in sorted(self.taps - BEST_EFFORT_TAPS):
                 if (i, tap) not in fired:
                     raise TapError(
                         f"tap '{tap}' of block {i} never fired: "

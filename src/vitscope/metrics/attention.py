@@ -83,6 +83,12 @@ def attention_nmi(a: torch.Tensor) -> torch.Tensor:
     return nmi_from_entropies(-xlogx(pk).sum(-1), attention_entropy(a), a.shape[-2])
 
 
+def nmi_from_marginal(pk: torch.Tensor, h_k_given_q: torch.Tensor) -> torch.Tensor:
+    """NMI from the key marginal ``p(k)`` ``[..., P]`` and the mean row entropy ``H(k|q)`` ``[...]``
+    (:func:`nmi_from_entropies` with ``H(k) = −Σ_k p(k) log p(k)`` and ``n = P``)."""
+    return nmi_from_entropies(-xlogx(pk).sum(-1), h_k_given_q, pk.shape[-1])
+
+
 def attention_statistics(
     attn: torch.Tensor, num_prefix_tokens: int, dist: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -98,43 +104,61 @@ def attention_statistics(
 
     ``a·log a`` is computed once for both entropy and NMI. A row with ``r_q = 0`` (all
     attention on prefix tokens) contributes 0 to every sum, as in :func:`patch_attention`.
+    The PyTorch version for every device; on the CPU, given the softmax's scores,
+    :func:`vitscope.metrics.attention_cpu.patch_row_sums` does the same in one pass.
     """
     a = attn[..., num_prefix_tokens:, num_prefix_tokens:].float()
     n = a.shape[-1]
     r = a.sum(-1)
     inv_r = 1 / r.clamp_min(torch.finfo(a.dtype).tiny)
-    distance = (torch.einsum("...qk,qk->...q", a, dist.to(a)) * inv_r).mean(-1)  # 7 % faster than vecdot
+    distance = (torch.linalg.vecdot(a, dist.to(a)) * inv_r).mean(-1)  # einsum: 2× slower on an AMD CPU
     h_k_given_q = ((xlogx(r) - xlogx(a).sum(-1)) * inv_r).mean(-1)
     pk = (inv_r.unsqueeze(-2) @ a).squeeze(-2) / n
-    nmi = nmi_from_entropies(-xlogx(pk).sum(-1), h_k_given_q, n)
-    return distance, nmi, h_k_given_q
+    return distance, nmi_from_marginal(pk, h_k_given_q), h_k_given_q
 
 
 class AttentionStats(StreamingMetric):
     """Per layer and head: attention distance (px), NMI and entropy, averaged over images.
 
-    ``compile=True`` runs :func:`attention_statistics` through ``torch.compile``, which
-    fuses its passes over the ``[B, H, N, N]`` map into one (``runtime.compiled``; eager if
-    that fails): on the development CPU 2.7 against 3.7 ms per ViT-Ti layer at batch 32,
-    after seconds of compiling once per machine (docs/analysis.md, Speed).
+    On the CPU it also takes the ``attn_logits`` tap and runs
+    :func:`vitscope.metrics.attention_cpu.patch_row_sums` (one compiled pass per row, no
+    logarithm per weight); elsewhere, and for a model whose softmax output is not what
+    ``attn_drop`` receives (the tap does not fire), :func:`attention_statistics`.
+    ``compile=True`` runs the latter through ``torch.compile``, which fuses its passes over
+    the ``[B, H, N, N]`` map into one (``runtime.compiled``; eager if that fails).
+    Measured figures: docs/analysis.md, Speed.
     """
 
     name = "attention"
-    taps = ("attn",)
+    taps: tuple[str, ...] = ("attn",)
     compilable = True
 
     def __init__(self, info: ViTInfo, device: torch.device | str = "cpu", compile: bool = False) -> None:
         super().__init__(info, device)
         self._statistics = compiled(attention_statistics, compile)
+        if self.device.type == "cpu":  # attn_logits fires first, where it fires at all (capture.BEST_EFFORT_TAPS)
+            self.taps = ("attn_logits", "attn")
         shape = (info.depth, info.num_heads)
         self.dist_sum = self.add_state("distance", shape)
         self.nmi_sum = self.add_state("nmi", shape)
         self.ent_sum = self.add_state("entropy", shape)
         self.count = self.add_state("count", (info.depth,))
         self._dist = grid_distances(info.grid_size, info.patch_size).float().to(self.device)
+        self._logits: dict[int, torch.Tensor] = {}  # a layer's softmax scores until its probabilities come
 
     def update(self, layer: int, tap: str, x: torch.Tensor) -> None:
-        sums = torch.stack(self._statistics(x, self.info.num_prefix_tokens, self._dist)).sum(1).double()
+        if tap == "attn_logits":
+            self._logits[layer] = x
+            return
+        logits = self._logits.pop(layer, None)
+        if logits is not None and x.device.type == "cpu" and logits.shape == x.shape:
+            from vitscope.metrics.attention_cpu import patch_row_sums  # numba: imported when first needed
+
+            distance, entropy, pk = patch_row_sums(x, logits, self.info.num_prefix_tokens, self._dist)
+            stats = (distance, nmi_from_marginal(pk, entropy), entropy)
+        else:
+            stats = self._statistics(x, self.info.num_prefix_tokens, self._dist)
+        sums = torch.stack(stats).sum(1).double()
         self.dist_sum[layer] += sums[0]
         self.nmi_sum[layer] += sums[1]
         self.ent_sum[layer] += sums[2]
