@@ -77,8 +77,12 @@ def run_metrics(
         for m in by_tap[tap]:
             m.update(layer, tap, x)
 
+    expected = getattr(loader, "num_images", None)
+    if expected is not None:
+        for m in metrics:
+            m.expect_images(expected)
     n, t0 = 0, time.perf_counter()
-    bar = tqdm(total=getattr(loader, "num_images", None), unit="img", disable=not progress,
+    bar = tqdm(total=expected, unit="img", disable=not progress,
                desc="analyze", dynamic_ncols=True)
     with Taps(model, needed_taps(metrics), dispatch) as taps, torch.inference_mode():
         for batch in iterate(loader, skips):

@@ -136,3 +136,27 @@ def test_torchrun_two_processes_equal_one_process(tmp_path, images):
                                            rtol=1e-4, atol=1e-5, err_msg=f"{metric}.{key}")
     np.testing.assert_allclose(one["metrics"]["spectrum"]["image_log_sv"],
                                two["metrics"]["spectrum"]["image_log_sv"], rtol=1e-4, atol=1e-5)
+
+
+def test_run_metrics_announces_the_run_size_so_token_spectra_spread_over_it():
+    import torch
+
+    from vitscope.analysis import run_metrics
+    from vitscope.capture import vit_info
+    from vitscope.data.images import Batch
+    from vitscope.metrics.spectrum import SpectrumStats
+    from vitscope.models import load
+
+    model = load(MODEL)
+    x = torch.randn(12, 3, 32, 32)
+
+    class Loader(list):
+        num_images = 12
+
+    loader = Loader(Batch(c, torch.zeros(len(c), dtype=torch.long), torch.arange(len(c)), []) for c in x.split(5))
+    spread = SpectrumStats(vit_info(model), token_images=3)
+    res = run_metrics(model, loader, [spread], device=torch.device("cpu"), progress=False)["metrics"]["spectrum"]
+    assert res["token_images_used"] == 3 and res["token_image_choice"] == "evenly spaced over the run"
+    first = SpectrumStats(vit_info(model), token_images=3)
+    res = run_metrics(model, list(loader), [first], device=torch.device("cpu"), progress=False)["metrics"]["spectrum"]
+    assert res["token_images_used"] == 3 and res["token_image_choice"] == "the first images of the run"

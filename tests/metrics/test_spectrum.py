@@ -111,3 +111,69 @@ def test_batched_eigvalsh_on_the_cpu_equals_torch(shape, dtype, monkeypatch):
             assert ev.dtype == dtype and ev.shape == shape[:-1]
             tol = 1e-10 if dtype == torch.float64 else 1e-4
             torch.testing.assert_close(ev, torch.linalg.eigvalsh(a), rtol=tol, atol=tol * a.abs().max().item())
+
+
+def test_token_rows_are_evenly_spaced_over_the_announced_run_whatever_the_batches():
+    info = ViTInfo(depth=1, num_heads=1, embed_dim=3, num_prefix_tokens=0, grid_size=(2, 2), patch_size=(1, 1))
+    stats = SpectrumStats(info, token_images=4)
+    stats.expect_images(10)
+    # ⌊(j+1)·4/10⌋ > ⌊j·4/10⌋ at j = 2, 4, 7, 9: by hand
+    assert stats.token_rows(0, 10, 0) == [2, 4, 7, 9]
+    picked, start = [], 0
+    for size in (3, 1, 4, 2):  # the same positions, batch by batch
+        picked += [start + r for r in stats.token_rows(start, size, len(picked))]
+        start += size
+    assert picked == [2, 4, 7, 9]
+    assert stats.token_rows(10, 5, 4) == []  # budget spent (more images than announced)
+    first = SpectrumStats(info, token_images=4)  # size unknown: the first images
+    assert first.token_rows(0, 3, 0) == [0, 1, 2] and first.token_rows(3, 3, 3) == [0]
+    small = SpectrumStats(info, token_images=4)
+    small.expect_images(3)  # fewer images than the budget: every one
+    assert small.token_rows(0, 3, 0) == [0, 1, 2]
+
+
+def test_spread_token_spectrum_equals_the_mean_over_those_images():
+    info = ViTInfo(depth=1, num_heads=1, embed_dim=3, num_prefix_tokens=0, grid_size=(2, 2), patch_size=(1, 1))
+    torch.manual_seed(5)
+    x = torch.randn(10, 4, 3) * torch.arange(1, 11).view(10, 1, 1)  # images differ in scale
+    spread = SpectrumStats(info, token_images=4)
+    spread.expect_images(10)
+    for chunk in x.split(4):
+        spread.update(0, "block_in", chunk)
+        spread.update(0, "block_out", chunk)
+    r = spread.compute()
+    expected = token_singular_values(x[[2, 4, 7, 9]]).mean(0)
+    np.testing.assert_allclose(np.exp(r["token_log_sv"][1]), expected.numpy(), rtol=1e-10)
+    assert r["token_images_used"] == 4 and r["token_image_choice"] == "evenly spaced over the run"
+
+
+def test_token_spectrum_of_a_nonfinite_image_is_nan_and_the_others_unchanged():
+    torch.manual_seed(6)
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    good = token_singular_values(x)
+    x[1, 2, 3] = float("inf")
+    sv = token_singular_values(x)
+    assert torch.isnan(sv[1]).all()
+    torch.testing.assert_close(sv[[0, 2]], good[[0, 2]], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("tokens, width", [(9, 5), (5, 9)])
+def test_gram_eigenvalues_on_the_cpu_cores_equal_torch(tokens, width, monkeypatch):
+    from vitscope.metrics.spectrum import gram_eigenvalues
+
+    torch.manual_seed(7)
+    x = torch.randn(5, tokens, width, dtype=torch.float64)
+    gram = x @ x.mT if tokens <= width else x.mT @ x
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        ev = gram_eigenvalues(x)
+        assert ev.shape == (5, min(tokens, width))
+        torch.testing.assert_close(ev, torch.linalg.eigvalsh(gram), rtol=1e-10, atol=1e-10)
+
+
+def test_scatter_singular_values_of_several_moments_at_once():
+    torch.manual_seed(8)
+    xs = torch.randn(3, 20, 4, dtype=torch.float64)
+    together = scatter_singular_values(xs.sum(1), xs.mT @ xs, 20)
+    for i in range(3):
+        torch.testing.assert_close(together[i], scatter_singular_values(xs[i].sum(0), xs[i].T @ xs[i], 20))

@@ -35,6 +35,10 @@ class StreamingMetric:
     def state(self, name: str) -> torch.Tensor:
         return self._states[name]
 
+    def expect_images(self, n: int) -> None:
+        """Told before streaming how many images this process will see, where that is known
+        (``run_metrics``); a metric that samples images spreads its sample with it."""
+
     def update(self, layer: int, tap: str, x: torch.Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
