@@ -5,21 +5,24 @@
 
 Images are random tensors already on the device, so the figures measure the model and
 the metrics, not JPEG decoding. Prints ms per image for the plain forward pass
-(``forward_features``, fused attention, autocast), for the full analysis (one
-``run_metrics`` call per batch, so taps are installed and ``compute()`` runs every
-iteration: an upper bound), for the full analysis once the spectrum's per-image token
-spectra are done (they cover the first 512 images of a run; every batch here is one of
-them), the same with ``--compile`` (torch.compile of the attention and similarity
-reductions; the compile time is printed apart), ``compute()`` of every metric (per call
-÷ batch: its share of each analyze line), for each metric alone, and the ratios to
-plain inference. Two lines derive the cost per image of whole runs over 10,000 and
-50,000 images (CIFAR-10 test, ImageNet val) from the measured ones:
-``(512·first + (n − 512)·past) / n``, less the share of ``compute()`` in every line (a
-run calls it once, not per batch). The variants alternate within every iteration and
-the medians are reported, so a shared machine's load affects them alike. On a GPU it
-also prints the peak ``torch.cuda.max_memory_allocated`` of each variant and its ratio
-to plain inference. ``--numpy-reference`` adds the official notebooks' approach
-(attention distance, NMI and Fourier with numpy on the CPU, per batch) for comparison.
+(``forward_features``, fused attention, autocast) and for the analysis, each line one
+``run_metrics`` call per batch (taps installed and ``compute()`` run every iteration: an
+upper bound; ``compute()`` alone is timed on its own line, its share of every analyze
+line, which a real run pays once):
+
+* **run of 50,000 / 10,000 images** (ImageNet val, CIFAR-10 test): the metrics live across
+  the iterations and the spectrum is told the run's size, so its 512 per-image token
+  spectra fall on evenly spaced images (1 in 98, 1 in 20) as in ``vitscope analyze``;
+* **run of ≤ 512 images**: every image gets token spectra (a short run): the worst case;
+* the same with ``--compile`` (torch.compile of the PyTorch reductions; the compile time
+  is printed apart), and each metric alone (``--per-metric``).
+
+The variants alternate within every iteration and the medians are reported, with the
+spread (the 25th–75th percentile of the ratios to the plain pass of the same iteration),
+so a shared machine's load affects them alike. On a GPU it also prints the peak
+``torch.cuda.max_memory_allocated`` of each variant and its ratio to plain inference.
+``--numpy-reference`` adds the official notebooks' approach (attention distance, NMI and
+Fourier with numpy on the CPU, per batch) for comparison.
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ from vitscope.allocator import retain_freed_memory
 from vitscope.runtime import autocast, resolve_device
 from vitscope.capture import Taps, vit_info
 from vitscope.data.images import Batch
-from vitscope.metrics.spectrum import SpectrumStats
 
 
-FIRST, PAST = "analyze, all metrics", "  past first 512 images"
-PAST_COMPILED = "  past first 512, --compile"
+RUNS = {"analyze, all metrics, run of 50,000": 50_000, "analyze, all metrics, run of 10,000": 10_000}
+SHORT = "analyze, all metrics, run of ≤ 512"
+COMPILED = "  run of 10,000, --compile"
 COMPUTE = "  of which compute(), ÷ batch"
 
 
@@ -65,8 +68,10 @@ def interleaved(variants, x, device, iters):
     """Median seconds per image of each variant, variants alternated within every iteration.
 
     Alternating (plain, analyze, plain, ...) lets a shared machine's load hit every
-    variant alike; on a GPU, also the peak of ``torch.cuda.max_memory_allocated``; and the
-    seconds of each variant's warm-up call (where ``--compile`` compiles).
+    variant alike. Returns the medians, the 25th and 75th percentiles of each variant's
+    ratio to the plain pass of the same iteration, on a GPU the peak of
+    ``torch.cuda.max_memory_allocated``, and the seconds of each variant's warm-up call
+    (where ``--compile`` compiles).
     """
     times: dict[str, list[float]] = {k: [] for k in variants}
     peaks: dict[str, int] = {}
@@ -87,12 +92,13 @@ def interleaved(variants, x, device, iters):
             f()
             sync(device)
             times[k].append((time.perf_counter() - t) / len(x))
-    return {k: float(np.median(v)) for k, v in times.items()}, peaks, warmup
+    base = np.asarray(times[next(iter(variants))])
+    spread = {k: tuple(np.percentile(np.asarray(v) / base, (25, 75))) for k, v in times.items()}
+    return {k: float(np.median(v)) for k, v in times.items()}, spread, peaks, warmup
 
 
 def numpy_reference(model, x, device, precision):
     """Attention distance, NMI and Fourier per batch with numpy on the CPU (the notebooks' way)."""
-    info = vit_info(model)
     p = info.num_prefix_tokens
     gh, gw = info.grid_size
     ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
@@ -139,54 +145,45 @@ def main() -> None:
     model = timm.create_model(args.model, pretrained=False).to(device).eval()
     size = model.pretrained_cfg["input_size"][1:]
     x = torch.randn(args.batch_size, 3, *size, device=device)
-    info = vit_info(model)
     all_names = list(METRICS)
 
-    def past_token_images(compile=False):  # every metric, the token-spectrum budget already spent
-        return [SpectrumStats(info, device, token_images=0) if m.name == "spectrum" else m
-                for m in build_metrics(all_names, model, device, compile)]
+    def run_of(n, names=all_names, compile=False):  # metrics that live across iterations, told the run's size
+        metrics = build_metrics(names, model, device, compile)
+        for m in metrics:
+            m.expect_images(n)
+        return lambda: analysed(model, x, device, args.precision, metrics)
 
     logging.getLogger("vitscope.metrics.spectrum").setLevel(logging.ERROR)  # one batch < width: expected
     fed = build_metrics(all_names, model, device)
     analysed(model, x, device, args.precision, fed)
 
-    def run(make):
-        return lambda: analysed(model, x, device, args.precision, make())
-
-    variants = {"plain forward": lambda: plain(model, x, device, args.precision),
-                FIRST: run(lambda: build_metrics(all_names, model, device)),
-                PAST: run(past_token_images)}
+    variants = {"plain forward": lambda: plain(model, x, device, args.precision)}
+    variants.update({label: run_of(n) for label, n in RUNS.items()})
+    variants[SHORT] = lambda: analysed(model, x, device, args.precision, build_metrics(all_names, model, device))
     if not args.no_compile:
-        variants[PAST_COMPILED] = run(lambda: past_token_images(compile=True))
+        variants[COMPILED] = run_of(10_000, compile=True)
     variants[COMPUTE] = lambda: [m.compute() for m in fed]  # ÷ batch: its share of every analyze line
     for n in filter(None, args.per_metric.split(",")):
-        variants[f"analyze, {n} only"] = run(lambda n=n: build_metrics([n], model, device))
+        variants[f"analyze, {n} only"] = run_of(10_000, [n])
         if METRICS[n].compilable and not args.no_compile:
-            variants[f"analyze, {n} only, --compile"] = run(lambda n=n: build_metrics([n], model, device, True))
+            variants[f"analyze, {n} only, --compile"] = run_of(10_000, [n], compile=True)
     if args.numpy_reference:
         variants["numpy per batch (notebooks)"] = lambda: numpy_reference(model, x, device, args.precision)
-    times, peaks, warmup = interleaved(variants, x, device, args.iters)
+    times, spread, peaks, warmup = interleaved(variants, x, device, args.iters)
 
     base = times["plain forward"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"{args.model}, batch {args.batch_size}, {args.precision}, {name}, {args.iters} interleaved iterations "
           f"(medians), malloc: {'freed blocks retained' if retained else 'default'}")
-    print(f"{'':36s} {'ms/img':>9s} {'img/s':>9s} {'x plain':>8s}" + (f" {'peak GiB':>9s} {'x plain':>8s}"
-                                                                      if peaks else ""))
+    print(f"{'':38s} {'ms/img':>9s} {'img/s':>9s} {'x plain':>8s} {'(25-75 %)':>13s}"
+          + (f" {'peak GiB':>9s} {'x plain':>8s}" if peaks else ""))
     for label, t in times.items():
         mem = f" {peaks[label] / 2**30:9.2f} {peaks[label] / peaks['plain forward']:8.2f}" if peaks else ""
-        print(f"{label:36s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f}{mem}")
-    for past in (PAST, PAST_COMPILED):
-        if past in times:
-            for n, what in ((10_000, "CIFAR-10 test"), (50_000, "ImageNet val")):
-                first = times[FIRST] - times[PAST] + times[past]  # --compile saves on every batch
-                c = times[COMPUTE]  # paid by every analyze line, once by a real run
-                t = (512 * first + (n - 512) * times[past]) / n - c + c * len(x) / n
-                print(f"{f'  run of {n:,} ({what})':36s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f}"
-                      f"   derived{', --compile' if past == PAST_COMPILED else ''}")
+        lo, hi = spread[label]
+        print(f"{label:38s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f} {f'{lo:.2f}-{hi:.2f}':>13s}{mem}")
     compiled = [k for k in times if "--compile" in k]
     if compiled:
-        extra = max(warmup[k] for k in compiled) - warmup[PAST]
+        extra = max(warmup[k] for k in compiled) - warmup[next(iter(RUNS))]
         print(f"--compile: first call {extra:.1f} s slower than eager (compiling; cached on disk afterwards)")
 
 

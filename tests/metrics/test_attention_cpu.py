@@ -109,3 +109,22 @@ def test_stats_with_logits_equal_stats_without():
 def test_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="one shape"):
         patch_row_sums(torch.rand(1, 1, 5, 5), torch.rand(1, 1, 4, 4), 1, grid_distances((2, 2), (8, 8)))
+
+
+def test_without_numba_the_pytorch_statistics_serve(monkeypatch, caplog):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_kernel(name, *args, **kwargs):
+        if name == "vitscope.metrics.attention_cpu":
+            raise ImportError("no numba here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_kernel)
+    info = ViTInfo(depth=1, num_heads=2, embed_dim=8, num_prefix_tokens=1, grid_size=(3, 3), patch_size=(8, 8))
+    with caplog.at_level("WARNING", logger="vitscope.metrics.attention"):
+        stats = AttentionStats(info)
+    assert stats.taps == ("attn",) and "without the numba kernel" in caplog.text
+    stats.update(0, "attn", torch.randn(2, 2, 10, 10).softmax(-1))
+    assert stats.compute()["nmi"][0] >= 0

@@ -17,7 +17,9 @@ Every value is computed per image and head, then averaged over images.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,6 +27,8 @@ import torch
 from vitscope.capture import ViTInfo
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
+
+log = logging.getLogger(__name__)
 
 
 def patch_attention(attn: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
@@ -117,6 +121,18 @@ def attention_statistics(
     return distance, nmi_from_marginal(pk, h_k_given_q), h_k_given_q
 
 
+def cpu_row_sums() -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None:
+    """:func:`vitscope.metrics.attention_cpu.patch_row_sums`, or None (with a warning) where numba
+    cannot be imported or cannot cache its kernel; then :func:`attention_statistics` serves."""
+    try:
+        from vitscope.metrics.attention_cpu import patch_row_sums  # numba: imported when first needed
+    except Exception as e:  # noqa: BLE001 - ImportError, or numba's RuntimeError for an unwritable cache
+        log.warning("attention statistics on the CPU without the numba kernel (%s: %s): slower, same values",
+                    type(e).__name__, e)
+        return None
+    return patch_row_sums
+
+
 class AttentionStats(StreamingMetric):
     """Per layer and head: attention distance (px), NMI and entropy, averaged over images.
 
@@ -136,7 +152,8 @@ class AttentionStats(StreamingMetric):
     def __init__(self, info: ViTInfo, device: torch.device | str = "cpu", compile: bool = False) -> None:
         super().__init__(info, device)
         self._statistics = compiled(attention_statistics, compile)
-        if self.device.type == "cpu":  # attn_logits fires first, where it fires at all (capture.BEST_EFFORT_TAPS)
+        self._row_sums = cpu_row_sums() if self.device.type == "cpu" else None
+        if self._row_sums is not None:  # attn_logits fires first, where it fires at all (capture.BEST_EFFORT_TAPS)
             self.taps = ("attn_logits", "attn")
         shape = (info.depth, info.num_heads)
         self.dist_sum = self.add_state("distance", shape)
@@ -151,10 +168,8 @@ class AttentionStats(StreamingMetric):
             self._logits[layer] = x
             return
         logits = self._logits.pop(layer, None)
-        if logits is not None and x.device.type == "cpu" and logits.shape == x.shape:
-            from vitscope.metrics.attention_cpu import patch_row_sums  # numba: imported when first needed
-
-            distance, entropy, pk = patch_row_sums(x, logits, self.info.num_prefix_tokens, self._dist)
+        if logits is not None and self._row_sums is not None and logits.shape == x.shape:
+            distance, entropy, pk = self._row_sums(x, logits, self.info.num_prefix_tokens, self._dist)
             stats = (distance, nmi_from_marginal(pk, entropy), entropy)
         else:
             stats = self._statistics(x, self.info.num_prefix_tokens, self._dist)
