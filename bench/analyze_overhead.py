@@ -17,10 +17,11 @@ line, which a real run pays once):
 * the same with ``--compile`` (torch.compile of the PyTorch reductions; the compile time
   is printed apart), and each metric alone (``--per-metric``).
 
-The variants alternate within every iteration and the medians are reported, with the
-spread (the 25th–75th percentile of the ratios to the plain pass of the same iteration)
-and the ratio of the best times (the least disturbed pass of each), so a shared
-machine's load affects them alike and shows. On a GPU it also prints the peak
+The variants alternate within every iteration; each analysis pass is divided by the plain
+pass of the same iteration and the median of these ratios is reported ("x plain"), with
+their spread (25th–75th percentile) and the ratio of the best times (the least disturbed
+pass of each), so a shared machine's load affects them alike and shows; ms/img are
+medians. On a GPU it also prints the peak
 ``torch.cuda.max_memory_allocated`` of each variant and its ratio to plain inference.
 ``--numpy-reference`` adds the official notebooks' approach (attention distance, NMI and
 Fourier with numpy on the CPU, per batch) for comparison.
@@ -69,10 +70,10 @@ def interleaved(variants, x, device, iters):
     """Median seconds per image of each variant, variants alternated within every iteration.
 
     Alternating (plain, analyze, plain, ...) lets a shared machine's load hit every
-    variant alike. Returns the medians; the 25th and 75th percentiles of each variant's
-    ratio to the plain pass of the same iteration, and the ratio of its best time to the
-    plain pass's best; on a GPU the peak of ``torch.cuda.max_memory_allocated``; and the
-    seconds of each variant's warm-up call (where ``--compile`` compiles).
+    variant alike. Returns the median times; the median, 25th and 75th percentiles of each
+    variant's ratio to the plain pass of the same iteration, and the ratio of its best time
+    to the plain pass's best; on a GPU the peak of ``torch.cuda.max_memory_allocated``; and
+    the seconds of each variant's warm-up call (where ``--compile`` compiles).
     """
     times: dict[str, list[float]] = {k: [] for k in variants}
     peaks: dict[str, int] = {}
@@ -94,8 +95,8 @@ def interleaved(variants, x, device, iters):
             sync(device)
             times[k].append((time.perf_counter() - t) / len(x))
     base = np.asarray(times[next(iter(variants))])
-    spread = {k: (*np.percentile(np.asarray(v) / base, (25, 75)), min(v) / base.min()) for k, v in times.items()}
-    return {k: float(np.median(v)) for k, v in times.items()}, spread, peaks, warmup
+    ratios = {k: (*np.percentile(np.asarray(v) / base, (50, 25, 75)), min(v) / base.min()) for k, v in times.items()}
+    return {k: float(np.median(v)) for k, v in times.items()}, ratios, peaks, warmup
 
 
 def numpy_reference(model, x, device, precision):
@@ -170,9 +171,8 @@ def main() -> None:
             variants[f"analyze, {n} only, --compile"] = run_of(10_000, [n], compile=True)
     if args.numpy_reference:
         variants["numpy per batch (notebooks)"] = lambda: numpy_reference(model, x, device, args.precision)
-    times, spread, peaks, warmup = interleaved(variants, x, device, args.iters)
+    times, ratios, peaks, warmup = interleaved(variants, x, device, args.iters)
 
-    base = times["plain forward"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"{args.model}, batch {args.batch_size}, {args.precision}, {name}, {args.iters} interleaved iterations "
           f"(medians), malloc: {'freed blocks retained' if retained else 'default'}")
@@ -180,8 +180,8 @@ def main() -> None:
           + (f" {'peak GiB':>9s} {'x plain':>8s}" if peaks else ""))
     for label, t in times.items():
         mem = f" {peaks[label] / 2**30:9.2f} {peaks[label] / peaks['plain forward']:8.2f}" if peaks else ""
-        lo, hi, best = spread[label]
-        print(f"{label:38s} {t * 1e3:9.3f} {1 / t:9.1f} {t / base:8.2f} {f'{lo:.2f}-{hi:.2f}':>13s} {best:9.2f}{mem}")
+        ratio, lo, hi, best = ratios[label]
+        print(f"{label:38s} {t * 1e3:9.3f} {1 / t:9.1f} {ratio:8.2f} {f'{lo:.2f}-{hi:.2f}':>13s} {best:9.2f}{mem}")
     compiled = [k for k in times if "--compile" in k]
     if compiled:
         extra = max(warmup[k] for k in compiled) - warmup[next(iter(RUNS))]
