@@ -33,11 +33,11 @@ tensor is copied. With both, ``log a = s − logsumexp(s)`` needs no logarithm p
 
 Fused attention (``F.scaled_dot_product_attention``) never materialises the
 probabilities, so neither a hook on ``softmax`` nor on ``attn_drop`` would fire. When
-``attn`` is requested, the attention modules of the hooked blocks are switched to timm's
-explicit path (``fused_attn = False``) for the duration of the capture (also for
-``attn_logits``), and the
-probabilities are read at the output of ``attn_drop`` (identity in eval mode). Relative
-position bias (BEiT) is added by timm before the softmax, so it is included.
+``attn`` or ``attn_logits`` is requested, the attention modules of the hooked blocks are
+switched to timm's explicit path (``fused_attn = False``) for the duration of the
+capture, and the probabilities are read at the output of ``attn_drop`` (identity in eval
+mode). Relative position bias (BEiT) is added by timm before the softmax, so it is
+included.
 """
 
 from __future__ import annotations
