@@ -168,6 +168,12 @@ class SpectrumStats(StreamingMetric):
     def expect_images(self, n: int) -> None:
         self.expected_images = n
 
+    @property
+    def spread(self) -> bool:
+        """True when the token-spectrum sample is spread over an announced run larger than it."""
+        m, n = self.token_images, self.expected_images
+        return m is not None and n is not None and n > m
+
     def token_rows(self, start: int, size: int, taken: int) -> list[int]:
         """Which of the ``size`` images at stream positions ``start …`` get token spectra, given
         ``taken`` so far: position ``j`` of ``n`` expected when ``⌊(j+1)·m/n⌋ > ⌊j·m/n⌋``
@@ -175,7 +181,7 @@ class SpectrumStats(StreamingMetric):
         m, n = self.token_images, self.expected_images
         if m is None:
             return list(range(size))
-        if n is not None and n > m:
+        if self.spread:
             rows = [j - start for j in range(start, start + size) if (j + 1) * m // n > j * m // n]
         else:
             rows = list(range(size))
@@ -207,8 +213,6 @@ class SpectrumStats(StreamingMetric):
         tok = (self.tok_sum / self.tok_count.clamp_min(1)[:, None]).cpu()
         img = scatter_singular_values(self.gap_sum, self.gap_scatter, n).cpu()  # every depth saw n images
         used = int(self.tok_count[0].item())
-        spread = self.expected_images is not None and self.token_images is not None \
-            and self.expected_images > self.token_images
         return {
             "depth_labels": ["embedding"] + [f"block {i}" for i in range(self.info.depth)],
             "token_log_sv": torch.log(tok.clamp_min(1e-300)).tolist(),
@@ -220,7 +224,7 @@ class SpectrumStats(StreamingMetric):
             "image_rank_reported": int(img.shape[1]),
             "images": n,
             "token_images_used": used,
-            "token_image_choice": ("evenly spaced over the run" if spread else "every image" if used == n
+            "token_image_choice": ("evenly spaced over the run" if self.spread else "every image" if used == n
                                    else "the first images of the run"),
             "token_centring": "per image, over patch tokens",
             "image_vector": "mean of patch tokens (prefix tokens excluded)",
