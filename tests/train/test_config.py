@@ -34,7 +34,8 @@ def test_resolve_fills_method_defaults():
     assert hyb.mask_ratio == 0.6
     assert resolve(PretrainConfig(method="simmim", lr=1.0)).lr == 1.0
     assert resolve(resolve(PretrainConfig())) == resolve(PretrainConfig())
-    for bad in (dict(method="dino"), dict(lam=1.5), dict(local_attention=4), dict(mim="beit")):
+    for bad in (dict(method="byol"), dict(lam=1.5), dict(local_attention=4), dict(mim="beit"), dict(local_crops=2),
+                dict(method="dino", local_crops=2, local_attention=3), dict(method="dino", dino_student_temp=0)):
         with pytest.raises(VitscopeError):
             resolve(PretrainConfig(**bad))
 

@@ -19,7 +19,7 @@ from vitscope.train.config import (PretrainConfig, apply_overrides, check_resume
 
 
 def pretrain(
-    method: Optional[str] = typer.Option(None, help="moco | simmim | mae | hybrid (default moco)"),
+    method: Optional[str] = typer.Option(None, help="moco | dino | simmim | mae | hybrid (default moco)"),
     model: Optional[str] = typer.Option(
         None, help="timm name (fresh weights), random:NAME, timm:NAME or a checkpoint (default vit_tiny_patch4_32)"),
     data: Optional[str] = typer.Option(

@@ -73,6 +73,18 @@ def moco_views(crop_min: float = 0.08) -> tuple[ViewSpec, ViewSpec]:
     return ViewSpec(blur=1.0, **common), ViewSpec(blur=0.1, solarize=0.2, **common)
 
 
+def dino_views(global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4),
+               local_crops: int = 0) -> tuple[ViewSpec, ...]:
+    """DINO's crops (``main_dino.py``'s ``DataAugmentationDINO``): two global crops with
+    MoCo v3's asymmetric BYOL pipeline (blur 1.0 / 0.1, solarise 0 / 0.2, jitter p = 0.8,
+    grey p = 0.2) at ``global_scale``, then ``local_crops`` crops at ``local_scale`` with
+    blur p = 0.5."""
+    common = dict(jitter=0.8, grey=0.2)
+    first = ViewSpec(scale=global_scale, blur=1.0, **common)
+    second = ViewSpec(scale=global_scale, blur=0.1, solarize=0.2, **common)
+    return (first, second, *[ViewSpec(scale=local_scale, blur=0.5, **common)] * local_crops)
+
+
 SIMMIM_VIEW = ViewSpec(scale=(0.67, 1.0))  # SimMIM: RandomResizedCrop(0.67, 1), flip
 MAE_VIEW = ViewSpec(scale=(0.2, 1.0))  # MAE: RandomResizedCrop(0.2, 1), flip
 

@@ -22,14 +22,18 @@ from typing import Any
 from vitscope.errors import VitscopeError
 from vitscope.schedule import warmup_cosine
 
-METHODS = ("moco", "simmim", "mae", "hybrid")
+METHODS = ("moco", "dino", "simmim", "mae", "hybrid")
 MIM_METHODS = ("simmim", "mae")
 
 #: Per-method defaults after the official recipes: MoCo v3 ViT (AdamW, base lr 1.5e-4 per
 #: 256 images, wd 0.1), SimMIM ViT-B (base lr 1e-4 per 512 = 5e-5 per 256, wd 0.05),
-#: MAE (base lr 1.5e-4 per 256, wd 0.05, β2 0.95). The hybrid takes MoCo's optimiser.
+#: MAE (base lr 1.5e-4 per 256, wd 0.05, β2 0.95), DINO ViT (``main_dino.py``: base lr 5e-4 per
+#: 256, wd 0.04 → 0.4 on a cosine, 10 warm-up epochs of 100, gradients clipped at 3). The
+#: hybrid takes MoCo's optimiser.
 METHOD_DEFAULTS: dict[str, dict[str, float]] = {
     "moco": dict(blr=1.5e-4, weight_decay=0.1, beta2=0.999, warmup_epochs=40 / 300),
+    "dino": dict(blr=5e-4, weight_decay=0.04, weight_decay_end=0.4, beta2=0.999, warmup_epochs=10 / 100,
+                 clip_grad=3.0),
     "simmim": dict(blr=5e-5, weight_decay=0.05, beta2=0.999, warmup_epochs=10 / 800, mask_ratio=0.6),
     "mae": dict(blr=1.5e-4, weight_decay=0.05, beta2=0.95, warmup_epochs=40 / 800, mask_ratio=0.75),
     "hybrid": dict(blr=1.5e-4, weight_decay=0.1, beta2=0.999, warmup_epochs=40 / 300),
@@ -51,8 +55,9 @@ class PretrainConfig:
     min_lr: float = 0.0
     warmup_epochs: float | None = None  # default: the official warmup fraction × epochs
     weight_decay: float | None = None
+    weight_decay_end: float | None = None  # weight decay on a half cosine to this value; default: constant
     beta2: float | None = None
-    clip_grad: float = 0.0  # max gradient norm; 0 = off
+    clip_grad: float | None = None  # max gradient norm (global); 0 = off; default 3 for DINO, else off
     lam: float = 0.5  # hybrid: L = (1-λ)·L_MIM + λ·L_CL
     mim: str = "simmim"  # hybrid's masked-image objective
     seed: int = 0
@@ -78,6 +83,20 @@ class PretrainConfig:
     moco_t: float = 0.2
     moco_m: float = 0.99
     crop_min: float = 0.08
+    # DINO
+    dino_out_dim: int = 4096  # K prototypes (official 65,536 for ImageNet; see train/dino.py)
+    dino_hidden_dim: int = 2048
+    dino_bottleneck_dim: int = 256
+    dino_m: float = 0.996  # teacher momentum, half cosine to 1
+    dino_teacher_temp: float = 0.07
+    dino_warmup_teacher_temp: float = 0.04
+    dino_warmup_teacher_temp_epochs: float | None = None  # default: 30 of 300 epochs, as a fraction
+    dino_student_temp: float = 0.1
+    dino_center_m: float = 0.9
+    dino_freeze_last_layer: float = 1.0  # epochs with the prototypes frozen
+    dino_global_crop_min: float | None = None  # default 0.4 with local crops, 0.14 without (official advice)
+    local_crops: int = 0  # DINO's small crops per image
+    local_crop_size: int | None = None  # default 96/224 of the input, in whole patches
     # masked image modelling
     mask_ratio: float | None = None
     mask_patch_size: int | None = None  # SimMIM; default 2 × the ViT patch
@@ -192,6 +211,13 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
             f"local attention window must be an odd number of patches (or 0), got {cfg.local_attention}")
     if cfg.save_every <= 0 or cfg.log_every <= 0 or cfg.grad_cos_every <= 0:
         raise VitscopeError("save_every, log_every and grad_cos_every must be positive")
+    if cfg.local_crops < 0 or (cfg.local_crops and cfg.method != "dino"):
+        raise VitscopeError(f"local_crops is a DINO setting (a count ≥ 0), got {cfg.local_crops} for '{cfg.method}'")
+    if cfg.local_crops and cfg.local_attention:
+        raise VitscopeError("local crops and local attention cannot be combined: the window mask is defined on "
+                            "the model's own grid")
+    if min(cfg.dino_teacher_temp, cfg.dino_warmup_teacher_temp, cfg.dino_student_temp) <= 0:
+        raise VitscopeError("DINO temperatures must be positive")
     mim = cfg.mim if cfg.method == "hybrid" else cfg.method
     d = dict(METHOD_DEFAULTS[cfg.method])
     if mim in METHOD_DEFAULTS and "mask_ratio" in METHOD_DEFAULTS[mim]:
@@ -205,6 +231,12 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
         blr=blr,
         lr=cfg.lr if cfg.lr is not None else blr * cfg.batch_size / 256,
         weight_decay=cfg.weight_decay if cfg.weight_decay is not None else d["weight_decay"],
+        weight_decay_end=cfg.weight_decay_end if cfg.weight_decay_end is not None else d.get("weight_decay_end"),
+        clip_grad=cfg.clip_grad if cfg.clip_grad is not None else d.get("clip_grad", 0.0),
+        dino_warmup_teacher_temp_epochs=cfg.dino_warmup_teacher_temp_epochs
+        if cfg.dino_warmup_teacher_temp_epochs is not None else round(0.1 * cfg.epochs, 3),
+        dino_global_crop_min=cfg.dino_global_crop_min if cfg.dino_global_crop_min is not None
+        else (0.4 if cfg.local_crops else 0.14),
         beta2=cfg.beta2 if cfg.beta2 is not None else d["beta2"],
         warmup_epochs=cfg.warmup_epochs if cfg.warmup_epochs is not None
         else round(d["warmup_epochs"] * cfg.epochs, 3),
@@ -242,6 +274,17 @@ def lr_at(step: int, steps_per_epoch: int, cfg: PretrainConfig) -> float:
     return warmup_cosine(step, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch, cfg.lr, cfg.min_lr)
 
 
+def cosine_to(step: int, total: int, start: float, end: float) -> float:
+    """Half cosine from ``start`` at t = 0 to ``end`` at t = T: end + ½ (start − end)(1 + cos(π t / T))."""
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * step / total))
+
+
 def momentum_at(step: int, total: int, base: float) -> float:
-    """MoCo v3's momentum schedule: m(t) = 1 − ½ (1 + cos(π t / T)) (1 − m₀), from m₀ to 1."""
-    return 1.0 - 0.5 * (1.0 + math.cos(math.pi * step / total)) * (1.0 - base)
+    """The momentum-encoder schedule of MoCo v3 and DINO: m(t) = 1 − ½ (1 + cos(π t / T)) (1 − m₀), from m₀ to 1."""
+    return cosine_to(step, total, base, 1.0)
+
+
+def weight_decay_at(step: int, total: int, cfg: PretrainConfig) -> float:
+    """Weight decay at ``step``: constant, or DINO's half cosine to ``weight_decay_end``."""
+    wd = float(cfg.weight_decay or 0.0)
+    return wd if cfg.weight_decay_end is None else cosine_to(step, total, wd, cfg.weight_decay_end)

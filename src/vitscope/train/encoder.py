@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from timm.layers import resample_abs_pos_embed
+
 from vitscope.errors import VitscopeError
 from vitscope.train.local_attention import grid_coords, local_window_mask
 
@@ -71,6 +73,7 @@ class ViTEncoder(nn.Module):
         self.img_size = self.grid[0] * self.patch_size
         self.embed_dim = int(vit.embed_dim)
         self.local_attention = local_attention
+        vit.patch_embed.strict_img_size = False  # DINO's local crops are smaller than the input size
         if sincos_pos and vit.pos_embed is not None:
             pos = torch.zeros_like(vit.pos_embed)
             pos[0, pos.shape[1] - self.grid[0] * self.grid[1]:] = sincos_2d(self.grid, self.embed_dim)
@@ -85,16 +88,23 @@ class ViTEncoder(nn.Module):
 
     # ---- stages -------------------------------------------------------------------------
     def embed_patches(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch embedding without position: ``[B, 3, H, W]`` → ``[B, L, D]``."""
+        """Patch embedding without position: ``[B, 3, H, W]`` → ``[B, L, D]`` (H, W multiples of the patch)."""
         return self.vit.patch_embed(images)
 
-    def patch_pos(self) -> torch.Tensor:
-        """Position embedding of the patch tokens ``[1, L, D]`` (zeros when the ViT has none)."""
+    def patch_pos(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Position embedding of the patch tokens ``[1, L, D]`` (zeros when the ViT has none).
+
+        For a ``grid`` other than the model's (DINO's local crops) the embedding is resampled
+        bicubically to it, as DINO's ``interpolate_pos_encoding`` does.
+        """
+        grid = grid or self.grid
         pos = self.vit.pos_embed
         if pos is None:
-            length = self.grid[0] * self.grid[1]
-            return torch.zeros(1, length, self.embed_dim, device=next(self.vit.parameters()).device)
-        return pos[:, pos.shape[1] - self.grid[0] * self.grid[1]:]
+            return torch.zeros(1, grid[0] * grid[1], self.embed_dim, device=next(self.vit.parameters()).device)
+        pos = pos[:, pos.shape[1] - self.grid[0] * self.grid[1]:]
+        if tuple(grid) == self.grid:
+            return pos
+        return resample_abs_pos_embed(pos, new_size=list(grid), old_size=list(self.grid), num_prefix_tokens=0)
 
     def prefix_tokens(self, batch: int) -> torch.Tensor:
         """CLS / register tokens with their position embedding: ``[B, P, D]`` (P may be 0)."""
@@ -125,8 +135,13 @@ class ViTEncoder(nn.Module):
         return vit.norm(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """All tokens of full images after the final norm: ``[B, P+L, D]``."""
-        x = self.embed_patches(images) + self.patch_pos()
+        """All tokens of full images after the final norm: ``[B, P+L, D]``. Images of another
+        size than the model's (a multiple of the patch; global attention only) get the
+        resampled position embedding."""
+        grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
+        if grid != self.grid and self.local_attention:
+            raise VitscopeError("local attention is defined on the model's own grid; crops of another size cannot use it")
+        x = self.embed_patches(images) + self.patch_pos(grid)
         x = torch.cat([self.prefix_tokens(x.shape[0]), x], dim=1)
         return self.run_blocks(x)
 

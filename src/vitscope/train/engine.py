@@ -38,7 +38,8 @@ from vitscope.models.load import create_timm, load
 from vitscope.results import ensure_dir, write_atomic
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
-from vitscope.train.config import PretrainConfig, lr_at, momentum_at, resolve, run_keys
+from vitscope.train.config import PretrainConfig, apply_overrides, lr_at, momentum_at, resolve, run_keys, weight_decay_at
+from vitscope.train.dino import DINO
 from vitscope.train.distributed import Dist, mean_over_processes, setup
 from vitscope.train.encoder import ViTEncoder, xavier_patch_embed
 from vitscope.train.gpu_data import open_training_images
@@ -86,6 +87,14 @@ def build_objective(cfg: PretrainConfig, encoder: ViTEncoder) -> nn.Module:
 
     if cfg.method == "moco":
         return moco()
+    if cfg.method == "dino":
+        assert cfg.dino_global_crop_min is not None and cfg.dino_warmup_teacher_temp_epochs is not None
+        return DINO(encoder, out_dim=cfg.dino_out_dim, hidden_dim=cfg.dino_hidden_dim,
+                    bottleneck_dim=cfg.dino_bottleneck_dim, student_temp=cfg.dino_student_temp,
+                    teacher_temp=cfg.dino_teacher_temp, warmup_teacher_temp=cfg.dino_warmup_teacher_temp,
+                    warmup_teacher_temp_epochs=cfg.dino_warmup_teacher_temp_epochs, center_momentum=cfg.dino_center_m,
+                    freeze_last_layer=cfg.dino_freeze_last_layer, global_scale=(cfg.dino_global_crop_min, 1.0),
+                    local_crops=cfg.local_crops, local_size=cfg.local_crop_size)
     if cfg.method == "hybrid":
         return Hybrid(moco(), mim(cfg.mim), cfg.lam)
     return mim(cfg.method)
@@ -179,6 +188,7 @@ class Trainer:
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
         self.autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
         self.groups = self.encoder.block_groups() if isinstance(self.objective, Hybrid) else {}
+        self.momentum = cfg.dino_m if cfg.method == "dino" else cfg.moco_m
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.objective.load_state_dict(state["objective"])
@@ -213,10 +223,14 @@ class Trainer:
         cfg, d = self.cfg, self.d
         lo = d.rank * (cfg.batch_size // d.world)
         rnd = BatchRandom(cfg.seed, step, cfg.batch_size, lo, lo + len(images), d.device)
+        total = cfg.epochs * steps_per_epoch
         for g in self.optimizer.param_groups:
             g["lr"] = lr_at(step, steps_per_epoch, cfg)
+        self.optimizer.param_groups[0]["weight_decay"] = weight_decay_at(step, total, cfg)  # the decayed group
         if hasattr(self.objective, "update_momentum"):
-            self.objective.update_momentum(momentum_at(step, cfg.epochs * steps_per_epoch, cfg.moco_m))
+            self.objective.update_momentum(momentum_at(step, total, self.momentum))
+        if hasattr(self.objective, "set_epoch"):
+            self.objective.set_epoch(step / steps_per_epoch)
         with torch.no_grad():
             views = self.objective.make_views(images, rnd, self.mean, self.std)
         with self.autocast():
@@ -227,7 +241,9 @@ class Trainer:
             cos = {f"grad_cos/{k}": float(v) for k, v in measured.items()}
         self.optimizer.zero_grad(set_to_none=True)
         outputs["loss"].backward()
-        if cfg.clip_grad > 0:
+        if hasattr(self.objective, "cancel_gradients"):
+            self.objective.cancel_gradients()
+        if cfg.clip_grad:
             nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.clip_grad)
         self.optimizer.step()
         return {k: v.detach() for k, v in outputs.items()}, cos
@@ -243,7 +259,8 @@ def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
         log.warning("--resume: no %s in %s yet, starting from the beginning", CHECKPOINT, out)
     elif resume:
         state = checkpoint.load(ckpt_path)
-        if run_keys(resolve(cfg)) != run_keys(state["config"]):
+        saved = resolve(apply_overrides(PretrainConfig(), state["config"], f"the config saved in {ckpt_path}"))
+        if run_keys(resolve(cfg)) != run_keys(saved):
             raise VitscopeError(f"--resume: the settings differ from those saved in {ckpt_path}")
     elif ckpt_path.exists():
         raise VitscopeError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")

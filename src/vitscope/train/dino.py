@@ -1,0 +1,192 @@
+"""DINO (Caron et al., *Emerging Properties in Self-Supervised Vision Transformers*, ICCV 2021).
+
+After the official ``main_dino.py`` / ``vision_transformer.py``: a student (the encoder and
+a projection head) is trained to match a teacher, an exponential moving average of the
+student, through a cross-entropy between their distributions over K prototypes:
+
+- **Head** (:class:`DINOHead`): a 3-layer MLP (Linear → GELU, twice, then Linear to a
+  256-d bottleneck; truncated-normal init σ = 0.02), ℓ2 normalisation, then a weight-
+  normalised Linear to K prototypes without bias whose norm is fixed to 1 (the official
+  ``weight_norm`` with ``weight_g`` ≡ 1, ``norm_last_layer=True``): logit k is the cosine
+  between the bottleneck vector and prototype k.
+- **Teacher**: the encoder and head copied at the start, then θ_t ← m·θ_t + (1 − m)·θ_s
+  with m on a half cosine from ``dino_m`` (0.996) to 1; it sees the two global crops only
+  and runs without drop-path.
+- **Centring and sharpening**: teacher probabilities P_t = softmax((g_t − c) / τ_t) with a
+  centre c ← 0.9·c + 0.1·mean(g_t) over the global batch (all processes) and τ_t warmed up
+  linearly from 0.04 to 0.07 (:func:`teacher_temp_at`); student P_s = softmax(g_s / 0.1).
+- **Loss** (:func:`dino_loss`): the mean over pairs (global crop i of the teacher, crop v of
+  the student, v ≠ i) of H(P_t^i, P_s^v) = −Σ_k P_t^i(k) log P_s^v(k), averaged over images.
+- **Multi-crop**: two global crops at the model's input size plus ``local_crops`` small
+  crops (:func:`~vitscope.train.augment.dino_views`), which the student encodes with its
+  position embedding resampled bicubically to their grid, as the official
+  ``interpolate_pos_encoding`` does.
+- **Last layer frozen** (its gradient dropped) during the first ``freeze_last_layer`` epochs
+  (:meth:`DINO.cancel_gradients`), as officially, which stabilises the start of training.
+
+K for 32-px images: the official K = 65,536 serves 1.28 M ImageNet images, about 20 images per
+prototype. CIFAR-10 has 50,000 images and 10 classes; we take K = 4,096 (``dino_out_dim``), about
+12 images per prototype, the value CIFAR recipes such as solo-learn's use: far more prototypes
+than classes, as DINO needs (the paper finds K ≥ 4,096 within 1 % of 65,536), at a 16th of the
+head's last-layer cost.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitscope.train.augment import BatchRandom, ViewSpec, dino_views, make_view
+from vitscope.train.distributed import mean_over_processes
+from vitscope.train.encoder import ViTEncoder
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head: MLP → ℓ2 normalisation → cosine against K unit prototypes.
+
+    ``forward(x [B, in_dim]) → [B, out_dim]`` logits, each in [−1, 1].
+    """
+
+    def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
+                                 nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        # the official last layer is nn.Linear(bottleneck, K)'s default init, then weight-normalised
+        self.prototypes = nn.Parameter(nn.Linear(bottleneck_dim, out_dim, bias=False).weight.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = F.normalize(self.mlp(x), dim=-1)
+        return F.linear(z, F.normalize(self.prototypes, dim=1))
+
+
+def teacher_probs(teacher_logits: torch.Tensor, center: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Centred, sharpened teacher distribution: P_t = softmax((g_t − c) / τ_t) along the last axis."""
+    return F.softmax((teacher_logits.float() - center) / temperature, dim=-1)
+
+
+def dino_loss(student_logits: list[torch.Tensor], teacher: list[torch.Tensor], student_temp: float) -> torch.Tensor:
+    """DINO's loss over crops: mean over pairs (i, v), v ≠ i, of mean_b H(P_t^i, P_s^v).
+
+    ``student_logits``: one ``[B, K]`` tensor per crop, the global crops first;
+    ``teacher``: the teacher probabilities of the global crops (:func:`teacher_probs`), in the
+    same order. H(p, q) = −Σ_k p(k) log q(k) with q = softmax(g_s / ``student_temp``).
+    """
+    total, terms = student_logits[0].new_zeros((), dtype=torch.float32), 0
+    for i, p in enumerate(teacher):
+        for v, s in enumerate(student_logits):
+            if v == i:
+                continue
+            total = total + (-p * F.log_softmax(s.float() / student_temp, dim=-1)).sum(-1).mean()
+            terms += 1
+    return total / terms
+
+
+def updated_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: float) -> torch.Tensor:
+    """c ← m·c + (1 − m)·mean(g_t), the mean over every teacher output of the global batch.
+
+    Each process holds the same number of rows, so the mean over processes of the local means
+    is the global-batch mean.
+    """
+    batch_center = mean_over_processes(teacher_logits.float().mean(0, keepdim=True))
+    return center * momentum + batch_center * (1 - momentum)
+
+
+def teacher_temp_at(epoch: float, start: float, end: float, warmup_epochs: float) -> float:
+    """τ_t(e) = start + (end − start)·e / E_w for e < E_w, then ``end`` (per step; the official
+    schedule takes the same line in whole-epoch steps)."""
+    if warmup_epochs <= 0 or epoch >= warmup_epochs:
+        return end
+    return start + (end - start) * epoch / warmup_epochs
+
+
+class DINO(nn.Module):
+    """DINO objective: ``forward(global1, global2, *local_crops) → {"loss": ...}``.
+
+    Call :meth:`update_momentum` and :meth:`set_epoch` before each step and
+    :meth:`cancel_gradients` between backward and the optimiser step.
+    """
+
+    def __init__(self, encoder: ViTEncoder, *, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
+                 warmup_teacher_temp_epochs: float = 0.0, center_momentum: float = 0.9,
+                 freeze_last_layer: float = 1.0, global_scale: tuple[float, float] = (0.4, 1.0),
+                 local_scale: tuple[float, float] = (0.05, 0.4), local_crops: int = 0,
+                 local_size: int | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = DINOHead(encoder.embed_dim, out_dim, hidden_dim, bottleneck_dim)
+        self.teacher = copy.deepcopy(encoder)
+        self.teacher_head = copy.deepcopy(self.head)
+        for p in (*self.teacher.parameters(), *self.teacher_head.parameters()):
+            p.requires_grad = False
+        self.register_buffer("center", torch.zeros(1, out_dim))
+        self.student_temp, self.center_momentum = student_temp, center_momentum
+        self.temps = (warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)
+        self.freeze_last_layer = freeze_last_layer
+        self.view_specs: tuple[ViewSpec, ...] = dino_views(global_scale, local_scale, local_crops)
+        self.local_size = local_size or default_local_size(encoder)
+        self.epoch = 0.0
+        self.train()
+
+    def train(self, mode: bool = True) -> DINO:
+        """The student follows ``mode``; the teacher always runs in eval mode (no drop-path)."""
+        super().train(mode)
+        self.teacher.eval()
+        self.teacher_head.eval()
+        return self
+
+    def set_epoch(self, epoch: float) -> None:
+        """Training progress in epochs (teacher temperature, last-layer freeze)."""
+        self.epoch = epoch
+
+    def teacher_temp(self) -> float:
+        start, end, warmup = self.temps
+        return teacher_temp_at(self.epoch, start, end, warmup)
+
+    def make_views(self, images: torch.Tensor, rnd: BatchRandom, mean: torch.Tensor, std: torch.Tensor
+                   ) -> tuple[torch.Tensor, ...]:
+        sizes = [self.encoder.img_size] * 2 + [self.local_size] * (len(self.view_specs) - 2)
+        return tuple(make_view(images, spec, size, mean, std, rnd) for spec, size in zip(self.view_specs, sizes))
+
+    @torch.no_grad()
+    def update_momentum(self, m: float) -> None:
+        """θ_t ← m·θ_t + (1 − m)·θ_s for encoder and head."""
+        student = [p for mod in (self.encoder, self.head) for p in mod.parameters()]
+        teacher = [p for mod in (self.teacher, self.teacher_head) for p in mod.parameters()]
+        torch._foreach_lerp_(teacher, student, 1.0 - m)
+
+    def cancel_gradients(self) -> None:
+        """Drop the prototypes' gradient while ``epoch < freeze_last_layer`` (official ``cancel_gradients_last_layer``)."""
+        if self.epoch < self.freeze_last_layer:
+            self.head.prototypes.grad = None
+
+    def student_logits(self, views: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """Head outputs of every crop; crops of one size share one encoder pass."""
+        enc = self.encoder
+        feats = [enc.pooled(enc(torch.cat(views[:2])))]
+        if len(views) > 2:
+            feats.append(enc.pooled(enc(torch.cat(views[2:]))))
+        return list(self.head(torch.cat(feats)).chunk(len(views)))
+
+    def forward(self, *views: torch.Tensor) -> dict[str, torch.Tensor]:
+        student = self.student_logits(views)
+        with torch.no_grad():
+            t = self.teacher_head(self.teacher.pooled(self.teacher(torch.cat(views[:2])))).float()
+            probs = list(teacher_probs(t, self.center, self.teacher_temp()).chunk(2))
+        loss = dino_loss(student, probs, self.student_temp)
+        with torch.no_grad():
+            self.center.copy_(updated_center(self.center, t, self.center_momentum))
+        return {"loss": loss}
+
+
+def default_local_size(encoder: ViTEncoder) -> int:
+    """The official local/global size ratio 96/224, rounded to whole patches (12 px for 32-px, /4 models)."""
+    patches = max(1, round(encoder.img_size * 96 / 224 / encoder.patch_size))
+    return patches * encoder.patch_size

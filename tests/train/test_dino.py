@@ -1,0 +1,132 @@
+"""DINO against the definitions of Caron et al. (ICCV 2021) and the official main_dino.py."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitscope.train.augment import BatchRandom, dino_views
+from vitscope.train.config import PretrainConfig, resolve, weight_decay_at
+from vitscope.train.dino import DINO, DINOHead, default_local_size, dino_loss, teacher_probs, teacher_temp_at, updated_center
+from vitscope.train.encoder import ViTEncoder
+
+
+def test_loss_hand_computed_over_crop_pairs():
+    # K = 2, one image, 2 global crops + 1 local; student temperature 1 for readable numbers
+    s = [torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]]), torch.tensor([[0.0, math.log(3.0)]])]
+    t = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])]
+    # P_s: crop0 (1/2, 1/2), crop1 (3/4, 1/4), crop2 (1/4, 3/4)
+    h = lambda p, q: -sum(pk * math.log(qk) for pk, qk in zip(p, q))  # noqa: E731
+    pairs = [h((1, 0), (3 / 4, 1 / 4)), h((1, 0), (1 / 4, 3 / 4)),  # teacher crop 0 vs student 1, 2
+             h((.5, .5), (1 / 2, 1 / 2)), h((.5, .5), (1 / 4, 3 / 4))]  # teacher crop 1 vs student 0, 2
+    assert dino_loss(s, t, 1.0).item() == pytest.approx(sum(pairs) / 4, rel=1e-6)
+    # the student temperature divides the logits
+    assert dino_loss([x * 0.1 for x in s], t, 0.1).item() == pytest.approx(sum(pairs) / 4, rel=1e-6)
+
+
+def test_teacher_centring_and_sharpening():
+    g = torch.tensor([[2.0, 1.0, 0.0]])
+    c = torch.tensor([[1.0, 0.0, 0.0]])
+    p = teacher_probs(g, c, 0.5)  # softmax([1, 1, 0] / 0.5) = [e², e², 1] / (2e² + 1)
+    z = 2 * math.e ** 2 + 1
+    torch.testing.assert_close(p, torch.tensor([[math.e ** 2 / z, math.e ** 2 / z, 1 / z]]))
+    # a lower temperature sharpens; a centre constant over K changes nothing
+    assert teacher_probs(g, 0 * c, 0.04).max() > teacher_probs(g, 0 * c, 0.07).max()
+    torch.testing.assert_close(teacher_probs(g, c + 5.0, 0.5), p)
+
+
+def test_center_update_is_an_ema_of_the_batch_mean():
+    c = torch.tensor([[1.0, 0.0]])
+    g = torch.tensor([[0.0, 2.0], [2.0, 4.0]])  # batch mean (1, 3)
+    torch.testing.assert_close(updated_center(c, g, 0.9), torch.tensor([[1.0, 0.3]]))
+
+
+def test_schedules_teacher_temperature_weight_decay_momentum():
+    assert teacher_temp_at(0, 0.04, 0.07, 30) == 0.04
+    assert teacher_temp_at(15, 0.04, 0.07, 30) == pytest.approx(0.055)
+    assert teacher_temp_at(30, 0.04, 0.07, 30) == teacher_temp_at(99, 0.04, 0.07, 30) == 0.07
+    assert teacher_temp_at(0, 0.04, 0.07, 0) == 0.07
+    cfg = resolve(PretrainConfig(method="dino", epochs=100))
+    assert (cfg.weight_decay, cfg.weight_decay_end, cfg.clip_grad) == (0.04, 0.4, 3.0)
+    assert cfg.dino_warmup_teacher_temp_epochs == 10 and cfg.warmup_epochs == 10
+    assert cfg.dino_global_crop_min == 0.14  # no local crops: the official advice
+    assert resolve(PretrainConfig(method="dino", local_crops=8)).dino_global_crop_min == 0.4
+    assert weight_decay_at(0, 100, cfg) == pytest.approx(0.04) and weight_decay_at(100, 100, cfg) == pytest.approx(0.4)
+    assert weight_decay_at(50, 100, cfg) == pytest.approx(0.22)
+    moco = resolve(PretrainConfig(method="moco"))
+    assert moco.weight_decay_end is None and weight_decay_at(50, 100, moco) == moco.weight_decay and moco.clip_grad == 0
+
+
+def test_head_is_a_weight_normalised_cosine_classifier():
+    torch.manual_seed(0)
+    head = DINOHead(8, out_dim=5, hidden_dim=16, bottleneck_dim=4)
+    layers = [type(m).__name__ for m in head.mlp]
+    assert layers == ["Linear", "GELU", "Linear", "GELU", "Linear"]
+    x = torch.randn(3, 8)
+    z = head.mlp(x)
+    # official: weight_norm(Linear(bottleneck, K, bias=False)) with weight_g ≡ 1
+    ref = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(4, 5, bias=False))
+    with torch.no_grad():
+        ref.parametrizations.weight.original0.fill_(1.0)
+        ref.parametrizations.weight.original1.copy_(head.prototypes)
+    torch.testing.assert_close(head(x), ref(F.normalize(z, dim=-1)))
+    assert head(x).abs().max() <= 1 + 1e-6
+
+
+def test_views_follow_the_official_pipeline():
+    first, second, *local = dino_views((0.4, 1.0), (0.05, 0.4), 3)
+    assert (first.blur, first.solarize, second.blur, second.solarize) == (1.0, 0.0, 0.1, 0.2)
+    assert len(local) == 3 and all(v.blur == 0.5 and v.scale == (0.05, 0.4) for v in local)
+    assert all(v.jitter == 0.8 and v.grey == 0.2 for v in (first, second, *local))
+
+
+@pytest.fixture
+def dino(tiny_vit):
+    def make(**kw):
+        return DINO(ViTEncoder(tiny_vit(), sincos_pos=True), out_dim=16, hidden_dim=32, bottleneck_dim=8, **kw)
+    return make
+
+
+def test_local_crops_use_the_resampled_position_embedding(dino):
+    model = dino(local_crops=2)
+    enc = model.encoder
+    assert default_local_size(enc) == model.local_size == 8  # 16 px · 96/224 → 2 patches of 4 px
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(enc.patch_pos((4, 4)), enc.patch_pos())
+    small = enc(x[..., :8, :8])
+    assert small.shape == (2, 1 + 4, 32)
+    imgs = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    views = model.make_views(imgs, BatchRandom(0, 0, 2, 0, 2, torch.device("cpu")), torch.zeros(3), torch.ones(3))
+    assert [tuple(v.shape[-2:]) for v in views] == [(16, 16), (16, 16), (8, 8), (8, 8)]
+    # the student encodes crops of one size together; the result equals crop by crop
+    logits = model.student_logits(views)
+    torch.testing.assert_close(logits[3], model.head(enc.pooled(enc(views[3]))), atol=1e-5, rtol=1e-4)
+
+
+def test_teacher_momentum_eval_mode_centre_and_frozen_last_layer(dino):
+    model = dino(warmup_teacher_temp_epochs=0)
+    for s, t in zip(model.head.parameters(), model.teacher_head.parameters()):
+        torch.testing.assert_close(s, t)
+    with torch.no_grad():
+        model.head.prototypes.add_(1.0)
+    before = model.teacher_head.prototypes.clone()
+    model.update_momentum(0.9)
+    torch.testing.assert_close(model.teacher_head.prototypes, 0.9 * before + 0.1 * model.head.prototypes)
+    model.train()
+    assert model.encoder.training and not model.teacher.training and not model.teacher_head.training
+
+    v1, v2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        t = model.teacher_head(model.teacher.pooled(model.teacher(torch.cat([v1, v2]))))
+    loss = model(v1, v2)["loss"]
+    torch.testing.assert_close(model.center, 0.1 * t.mean(0, keepdim=True))
+    loss.backward()
+    model.set_epoch(0.5)
+    model.cancel_gradients()
+    assert model.head.prototypes.grad is None and model.head.mlp[0].weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())
+    model(v1, v2)["loss"].backward()
+    model.set_epoch(1.0)
+    model.cancel_gradients()
+    assert model.head.prototypes.grad is not None
