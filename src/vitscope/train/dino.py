@@ -27,8 +27,7 @@ student, through a cross-entropy between their distributions over K prototypes:
 K for 32-px images: the official K = 65,536 serves 1.28 M ImageNet images, about 20 images per
 prototype. CIFAR-10 has 50,000 images and 10 classes; we take K = 4,096 (``dino_out_dim``), about
 12 images per prototype, the value CIFAR recipes such as solo-learn's use: far more prototypes
-than classes, as DINO needs (the paper finds K ≥ 4,096 within 1 % of 65,536), at a 16th of the
-head's last-layer cost.
+than classes, at a 16th of the head's last-layer cost.
 """
 
 from __future__ import annotations
