@@ -61,7 +61,7 @@ def gather_cat(x: torch.Tensor) -> torch.Tensor:
 
 
 def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
-    """Average a (detached) tensor over processes, for logging."""
+    """Average a (detached) tensor over processes (logged values, DINO's centre)."""
     if world_size() == 1:
         return x
     x = x.clone()
