@@ -177,3 +177,54 @@ def test_scatter_singular_values_of_several_moments_at_once():
     together = scatter_singular_values(xs.sum(1), xs.mT @ xs, 20)
     for i in range(3):
         torch.testing.assert_close(together[i], scatter_singular_values(xs[i].sum(0), xs[i].T @ xs[i], 20))
+
+
+def _embedding_like(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 tokens [n, 1 + 16, 96] of rank ≤ 48 per image mean (a 4×4×3-pixel patch projection)
+    and a full-rank later depth."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.rand(n, 16, 48, generator=g)
+    w = torch.randn(48, 96, generator=g) / 7
+    low = torch.cat([torch.zeros(n, 1, 96), pixels @ w], 1).float()
+    full = torch.cat([torch.zeros(n, 1, 96), torch.randn(n, 16, 96, generator=g)], 1).float()
+    return low, full
+
+
+def test_numerical_rank_counts_only_values_above_rounding():
+    from vitscope.metrics.spectrum import numerical_rank, rank_tolerance
+
+    low, full = _embedding_like(300)
+    rows = []
+    for x in (low, full):
+        g = x[:, 1:].double().mean(1)
+        rows.append(torch.linalg.svdvals(g - g.mean(0)))
+    sv = torch.stack(rows)
+    assert numerical_rank(sv, 300, 96, torch.float32) == [48, 96]
+    # by hand: σ_max (√96 · 2⁻²³ + √(96 · 2⁻⁵²)); bf16's coarser ε cuts far more
+    assert rank_tolerance(2.0, 300, 96, torch.float32) == pytest.approx(2 * (96 ** 0.5 * 2 ** -23 + (96 * 2 ** -52) ** 0.5))
+    assert rank_tolerance(1.0, 300, 96, torch.bfloat16) > 100 * rank_tolerance(1.0, 300, 96, torch.float32)
+    assert numerical_rank(torch.zeros(2, 0), 1, 96, torch.float32) == [0, 0]
+
+
+def test_image_volume_within_the_numerical_rank_does_not_depend_on_the_solver(monkeypatch):
+    """Park Fig. 7 bottom rests on the values above the numerical rank: numpy's LAPACK and torch's
+    eigen-solver give the same ranks and the same values there (the noise below may differ)."""
+    import vitscope.metrics.spectrum as S
+
+    info = ViTInfo(depth=1, num_heads=1, embed_dim=96, num_prefix_tokens=1, grid_size=(4, 4), patch_size=(4, 4))
+    low, full = _embedding_like(400, seed=1)
+
+    def run() -> dict:
+        m = SpectrumStats(info, token_images=0)
+        m.update(0, "block_in", low)
+        m.update(0, "block_out", full)
+        return m.compute()
+
+    by_numpy = run()
+    monkeypatch.setattr(S, "batched_eigvalsh", torch.linalg.eigvalsh)
+    by_torch = run()
+    assert by_numpy["image_numerical_rank"] == by_torch["image_numerical_rank"] == [48, 96]
+    assert by_numpy["activation_dtype"] == "float32"
+    for depth, r in enumerate(by_numpy["image_numerical_rank"]):
+        np.testing.assert_allclose(by_numpy["image_log_sv"][depth][:r], by_torch["image_log_sv"][depth][:r],
+                                   atol=1e-6)

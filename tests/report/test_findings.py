@@ -15,7 +15,8 @@ def analysis(distance, nmi, tokens=None, hf=None, tok_sv=None, img_sv=None):
          "similarity": {"heads_cosine": tokens or [0.5] * L, "depth_cosine": tokens or [0.5] * L,
                         "tokens_cosine": tokens or [0.5] * L},
          "fourier": {"delta_log_amplitude_at_highest": [0.0] + (hf or [-1.0] * L), "highest_freq_over_pi": 1.0},
-         "spectrum": {"token_log_sv": tok_sv or [[1.0, 0.0]] * (L + 1), "image_log_sv": img_sv or [[1.0, 0.0]] * (L + 1)}}
+         "spectrum": {"token_log_sv": tok_sv or [[1.0, 0.0]] * (L + 1), "image_log_sv": img_sv or [[1.0, 0.0]] * (L + 1),
+                      "image_numerical_rank": [len((img_sv or [[1.0, 0.0]])[0])] * (L + 1)}}
     return {"kind": "vitscope-analysis", "model": {"spec": "x"}, "metrics": m}
 
 
@@ -83,6 +84,23 @@ def test_spectrum_and_fourier_claims(tmp_path):
     assert verdict(ev, "Fig. 7 bottom").status == F.HOLDS
     v = verdict(ev, "Fig. 9")
     assert v.status == F.HOLDS and "-2.500" in v.numbers and "-1.000" in v.numbers
+
+
+def test_image_volume_uses_values_within_the_numerical_rank(tmp_path):
+    fam = {"moco": "cl", "simmim": "mim"}
+    # depth 0 has numerical rank 1: its second value (−40) is rounding noise and must not count;
+    # over the top value CL grows by 1 and MIM by 2, so the claim does not hold ...
+    cl = analysis([1, 1], [0, 0], img_sv=[[0.0, -40.0], [0.5, 0.0], [1.0, 0.0]])
+    mim = analysis([1, 1], [0, 0], img_sv=[[0.0, -10.0], [1.0, 0.0], [2.0, 1.0]])
+    for r in (cl, mim):
+        r["metrics"]["spectrum"]["image_numerical_rank"] = [1, 2, 2]
+    ev = F.gather([write(tmp_path / "moco", "results.json", cl), write(tmp_path / "simmim", "results.json", mim)], fam)
+    v = verdict(ev, "Fig. 7 bottom")
+    assert v.status == F.FAILS and "1.000" in v.numbers and "2.000" in v.numbers
+    # ... while the noise value would have made it hold (CL +20.5 vs MIM +6.5 over both values)
+    del cl["metrics"]["spectrum"]["image_numerical_rank"], mim["metrics"]["spectrum"]["image_numerical_rank"]
+    ev = F.gather([write(tmp_path / "moco", "results.json", cl), write(tmp_path / "simmim", "results.json", mim)], fam)
+    assert verdict(ev, "Fig. 7 bottom").status == F.NO_DATA  # older results without ranks: not decided
 
 
 def probe(knn_cls, lin_cls, lin_gap):

@@ -35,6 +35,7 @@ def analyze(
     from vitscope.runtime import init_distributed, shard
     from vitscope.data import make_loader, model_transform, open_dataset, subset
     from vitscope.data.transforms import model_data_config
+    from vitscope.metrics.spectrum import IMAGE_RANK_RULE
     from vitscope.models import load
     from vitscope.report.plots import plot_all
     from vitscope.results import check_output_folder, ensure_dir, versions, write_json
@@ -77,6 +78,7 @@ def analyze(
             "distance": "pixels between patch centres (patch size x grid distance)",
             "depth_index": "attention/similarity: block i; spectrum/fourier: 0 = embedding, i = after block i",
             "checkpoints": "loaded strictly",
+            "image_spectrum_rank": IMAGE_RANK_RULE,
         },
         "metrics": res["metrics"],
     }

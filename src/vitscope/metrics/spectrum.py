@@ -16,7 +16,12 @@ size is not known); ``token_images_used`` and ``token_image_choice`` record whic
 spectra always use every image.
 
 A centred ``n × D`` sample has rank at most ``min(n − 1, D)``: values past that rank are
-numerical noise and are not reported (a warning says so when ``n ≤ D``).
+numerical noise and are not reported (a warning says so when ``n ≤ D``). Within it, a
+sample can still be rank-deficient: the GAP vectors of a ViT/4's patch embedding span at
+most the 48 dimensions of a 4×4×3 patch, whatever the width. Such singular values are
+rounding noise whose logs move with the solver, so each depth also records its *numerical
+rank* (:func:`numerical_rank`, rule :data:`IMAGE_RANK_RULE`) and comparisons of volume use
+only values above it.
 
 ``Δ log singular value`` is ``log σ_i − log σ_ref`` with ``σ_ref`` the largest (Fig. 7)
 or, with ``ref=1``, the second largest value, which Park et al. use to discount a single
@@ -132,6 +137,24 @@ def scatter_singular_values(total: torch.Tensor, scatter: torch.Tensor, n: int) 
     return ev[..., : max(0, min(n - 1, s.shape[-1]))].clamp_min(0).sqrt()
 
 
+#: The numerical-rank rule of the image spectrum, as recorded in results.json's conventions.
+IMAGE_RANK_RULE = ("σ_i counts when σ_i > σ_max · (√min(n, D) · ε_data + √(D · ε_float64)): ε_data of the "
+                   "activations' dtype bounds their rounding, ‖E‖₂ ≤ ε_data·‖X‖_F ≤ ε_data·√min(n, D)·σ_max "
+                   "(Weyl), and √(D·ε_float64)·σ_max is the resolution of σ = √λ from the float64 scatter matrix")
+
+
+def rank_tolerance(sigma_max: float, n: int, width: int, dtype: torch.dtype) -> float:
+    """The smallest singular value distinguishable from zero (:data:`IMAGE_RANK_RULE`)."""
+    eps_data = torch.finfo(dtype).eps
+    eps64 = torch.finfo(torch.float64).eps
+    return sigma_max * (min(n, width) ** 0.5 * eps_data + (width * eps64) ** 0.5)
+
+
+def numerical_rank(values: torch.Tensor, n: int, width: int, dtype: torch.dtype) -> list[int]:
+    """Per row of descending singular values ``[depths, k]``: how many exceed :func:`rank_tolerance`."""
+    return [int((row > rank_tolerance(float(row[0]), n, width, dtype)).sum()) if row.numel() else 0 for row in values]
+
+
 def delta_log(values: torch.Tensor, ref: int = 0) -> torch.Tensor:
     """``log σ − log σ[..., ref]`` along the last dimension."""
     lv = torch.log(values.clamp_min(torch.finfo(values.dtype).tiny))
@@ -164,6 +187,7 @@ class SpectrumStats(StreamingMetric):
         self.tok_count = self.add_state("token_count", (depths,))
         self._seen = [0] * depths  # host-side image and token-image counts: no GPU sync per batch
         self._tok_seen = [0] * depths
+        self.data_dtype = torch.float32  # the activations' dtype (bf16/fp16 under autocast): the rank rule's ε
 
     def expect_images(self, n: int) -> None:
         self.expected_images = n
@@ -191,6 +215,8 @@ class SpectrumStats(StreamingMetric):
         if tap == "block_in" and layer != 0:
             return
         depth = 0 if tap == "block_in" else layer + 1
+        if x.dtype.is_floating_point and torch.finfo(x.dtype).eps > torch.finfo(self.data_dtype).eps:
+            self.data_dtype = x.dtype
         x = x[:, self.info.num_prefix_tokens:]
         rows = self.token_rows(self._seen[depth], x.shape[0], self._tok_seen[depth])
         if rows:
@@ -222,6 +248,8 @@ class SpectrumStats(StreamingMetric):
             "image_delta_log_sv": delta_log(img).tolist() if img.shape[1] else [],
             "image_delta_log_sv_2nd": delta_log(img, 1).tolist() if img.shape[1] > 1 else None,
             "image_rank_reported": int(img.shape[1]),
+            "image_numerical_rank": numerical_rank(img, n, self.info.embed_dim, self.data_dtype),
+            "activation_dtype": str(self.data_dtype).removeprefix("torch."),
             "images": n,
             "token_images_used": used,
             "token_image_choice": ("evenly spaced over the run" if self.spread else "every image" if used == n
