@@ -182,3 +182,49 @@ def test_finetuning_claim_pairs_each_mim_model_with_its_own_finetuned_self(tmp_p
     assert v.status == F.HOLDS and "moco vs mae: 0.790 before, 0.815 after" in v.numbers
     lower = write(tmp_path / "cka-moco-ft-mae", "results.json", compare("zoo:moco", "runs/ft-mae/checkpoint.pt", [0.5] * 4))
     assert verdict(F.gather(folders[:2] + [lower, folders[3]], fam), "Fig. 5", paper="Shekhar").status == F.FAILS
+
+
+def test_two_contrastive_models_shekhar_fig1a_fig4_and_f1(tmp_path):
+    fam = {"moco": "cl", "dino": "cl", "mae": "mim"}
+
+    def agreement(top5, top10, f1):
+        return {"kendall_tau_b": {"all": {"top5": top5, "top10": top10}}, "top1_f1_macro": f1}
+
+    cc = compare("zoo:moco", "zoo:dino", [0.95, 0.9, 0.9, 0.6])
+    cc["agreement"] = agreement(0.6, 0.5, 0.93)
+    cm = compare("zoo:moco", "zoo:mae", [0.8, 0.6, 0.5, 0.4])
+    cm["agreement"] = agreement(0.4, 0.45, 0.88)
+    folders = [write(tmp_path / "cka-moco-dino", "results.json", cc), write(tmp_path / "cka-moco-mae", "results.json", cm)]
+    ev = F.gather(folders, fam)
+    v = verdict(ev, "Fig. 1a", "more closely", paper="Shekhar")  # before the last quarter: 0.917 vs 0.633
+    assert v.status == F.HOLDS and "0.917" in v.numbers and "0.633" in v.numbers
+    v = verdict(ev, "Fig. 1a", "except", paper="Shekhar")  # 0.6 < 0.917
+    assert v.status == F.HOLDS and "last quarter 0.600" in v.numbers
+    v = verdict(ev, "Fig. 4", paper="Shekhar")
+    assert v.status == F.HOLDS and "τ-b top-5" in v.numbers and "τ-b top-10" in v.numbers
+    assert verdict(ev, "Sec. 2.4", paper="Shekhar").status == F.HOLDS
+    # one k where a CL–MIM pair ranks more alike than the CL pair: the claim does not hold
+    cm["agreement"] = agreement(0.4, 0.55, 0.95)
+    ev = F.gather([folders[0], write(tmp_path / "cka-moco-mae", "results.json", cm)], fam)
+    assert verdict(ev, "Fig. 4", paper="Shekhar").status == F.FAILS
+    assert verdict(ev, "Sec. 2.4", paper="Shekhar").status == F.FAILS
+    # one CL model only: not enough data
+    only = F.gather([folders[1]], fam)
+    assert all(verdict(only, f, w, paper="Shekhar").status == F.NO_DATA
+               for f, w in (("Fig. 1a", "except"), ("Fig. 4", ""), ("Sec. 2.4", "")))
+
+
+def test_finetuning_claims_are_not_meaningful_below_the_linear_probe(tmp_path):
+    fam = {"moco": "cl", "simmim": "mim", "ft-moco": "cl-ft", "ft-simmim": "mim-ft"}
+    probes = [write(tmp_path / "probe-moco", "probe.json", probe([0.4] * 2, [0.3, 0.45], [0.4] * 2)),
+              write(tmp_path / "probe-simmim", "probe.json", probe([0.3] * 2, [0.3, 0.38], [0.3] * 2))]
+
+    def ft(accs):
+        return [write(tmp_path / k, "finetune.json", {"accuracy": a, "reinit_blocks": [], "provenance": {"model": k}})
+                for k, a in zip(("ft-moco", "ft-simmim"), accs)]
+    good = F.gather(probes + ft([0.50, 0.55]), fam)
+    assert verdict(good, "Fig. 1 left", "fine-tuning").status == F.HOLDS  # both above their probes: 0.50 > 0.45, 0.55 > 0.38
+    bad = F.gather(probes + ft([0.26, 0.55]), fam)  # fine-tuned MoCo 0.26 below its probe 0.45
+    v = verdict(bad, "Fig. 1 left", "fine-tuning")
+    assert v.status == F.NOT_MEANINGFUL and "ft-moco 0.260 < linear probe 0.450" in v.numbers
+    assert "not meaningful" in F.findings_markdown(F.check_claims(bad))

@@ -28,6 +28,9 @@ from vitscope.results import probe_accuracies, read_json
 
 FAMILIES = ("cl", "mim", "hybrid")
 HOLDS, FAILS, NO_DATA = "holds", "does not hold", "not enough data"
+#: A fine-tuning claim whose fine-tuned models do not all beat their own linear probes: the
+#: fine-tuning did not reach what a frozen encoder gives, so comparing it says nothing.
+NOT_MEANINGFUL = "not meaningful"
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Model:
     label: str
     family: str
     data: Any
+    key: str = ""  # the --family key that matched it
 
 
 @dataclass
@@ -107,10 +111,11 @@ def gather(folders: Sequence[Path], families: Mapping[str, str]) -> Evidence:
 def _add(ev: Evidence, name: str, file: str, r: dict[str, Any], families: Mapping[str, str]) -> None:
     prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
     if file == "probe.json" or file == "finetune.json":
-        fam = family_of([name, str(prov.get("model", ""))], families)
-        if fam:  # a fine-tuning run counts for the family of the model it started from
+        key = matching_key([name, str(prov.get("model", ""))], families)
+        if key:  # a fine-tuning run counts for the family of the model it started from
             getattr(ev, file.split(".")[0]).append(
-                Model(name, fam.removesuffix("-ft"), probe_accuracies(r) if file == "probe.json" else r))
+                Model(name, families[key].removesuffix("-ft"), probe_accuracies(r) if file == "probe.json" else r,
+                      key))
     elif r.get("kind") == "vitscope-analysis":
         fam = family_of([name, str(r["model"].get("spec", ""))], families)
         if fam:
@@ -197,6 +202,24 @@ def _finetune(reinit: str) -> Callable[[Any], float | None]:
     return value
 
 
+def finetuning_claim(test: Callable[[Evidence], Verdict]) -> Callable[[Evidence], Verdict]:
+    """``test``, unless a plainly fine-tuned model ends below its own model's linear probe (last
+    block, CLS; the probe whose key the fine-tuning run's key contains): then ``not meaningful``."""
+    def checked(ev: Evidence) -> Verdict:
+        verdict = test(ev)
+        below = []
+        for ft in ev.finetune:
+            acc = _finetune("")(ft.data)
+            probes = [p for p in ev.probe if p.key and p.key in ft.key]
+            lin = [v for p in probes if (v := _probe("linear", "cls", _last)(p.data)) is not None]
+            if acc is not None and lin and acc < max(lin):
+                below.append(f"{ft.label} {acc:.3f} < linear probe {max(lin):.3f}")
+        if verdict.status == NO_DATA or not below:
+            return verdict
+        return Verdict(NOT_MEANINGFUL, f"{verdict.numbers} — fine-tuned below the linear probe: {'; '.join(below)}")
+    return checked
+
+
 def reinit_drop(family_more: str, reinit: str) -> Callable[[Evidence], Verdict]:
     """Fig. F.3: re-initialising the ``reinit`` blocks costs ``family_more`` more accuracy than the other."""
     def drops(ev: Evidence, fam: str) -> list[Model]:
@@ -246,16 +269,60 @@ def cka_fc1_above_attention(ev: Evidence) -> Verdict:
     return Verdict(HOLDS if ok else FAILS, "; ".join(rows))
 
 
+def cl_pair_above_cl_mim(value: Callable[[dict[str, Any]], float | None], what: str, fmt: str = "{:.3f}"
+                         ) -> Callable[[Evidence], Verdict]:
+    """Holds when ``value`` of every CL–CL comparison exceeds that of every CL–MIM comparison."""
+    def test(ev: Evidence) -> Verdict:
+        def values(pairs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, float]]:
+            return [(label, v) for label, r in pairs if (v := value(r)) is not None]
+        cc, cm = values(_cl_mim_pairs(ev, "cl", "cl")), values(_cl_mim_pairs(ev))
+        if not cc or not cm:
+            return Verdict(NO_DATA, f"needs {what} of two CL models and of a CL and a MIM model")
+        ok = min(v for _, v in cc) > max(v for _, v in cm)
+
+        def listed(items: list[tuple[str, float]]) -> str:
+            return ", ".join(f"{k} {fmt.format(v)}" for k, v in items)
+        return Verdict(HOLDS if ok else FAILS, f"{what}: CL–CL {listed(cc)} vs CL–MIM {listed(cm)}")
+    return test
+
+
+def _agreement(path: Callable[[dict[str, Any]], float | None]) -> Callable[[dict[str, Any]], float | None]:
+    return lambda r: path(r["agreement"]) if r.get("agreement") else None
+
+
 def tau_cl_pairs_higher(ev: Evidence) -> Verdict:
-    def tau(pairs: list[tuple[str, dict[str, Any]]]) -> list[float]:
-        return [r["agreement"]["kendall_tau_b"]["all"]["top5"] for _, r in pairs
-                if r.get("agreement") and r["agreement"]["kendall_tau_b"]["all"].get("top5") is not None]
-    cc, cm = tau(_cl_mim_pairs(ev, "cl", "cl")), tau(_cl_mim_pairs(ev))
-    if not cc or not cm:
+    """Shekhar Fig. 4a: τ-b of the top-k rankings, CL–CL above CL–MIM for every k measured (5, 10, 100
+    where the classes allow)."""
+    ks = sorted({k for *_, r, _, _ in ev.compare if r.get("agreement")
+                 for k, v in r["agreement"]["kendall_tau_b"]["all"].items() if v is not None},
+                key=lambda k: int(k.removeprefix("top")))
+    if not ks:
         return Verdict(NO_DATA, "needs prediction agreement of two CL models and of a CL and a MIM model")
-    ok = min(cc) > max(cm)
-    return Verdict(HOLDS if ok else FAILS, f"τ-b top-5, CL-CL {', '.join(f'{t:.3f}' for t in cc)} vs "
-                                           f"CL-MIM {', '.join(f'{t:.3f}' for t in cm)}")
+    verdicts = [cl_pair_above_cl_mim(_agreement(lambda a, k=k: a["kendall_tau_b"]["all"].get(k)),
+                                     f"τ-b {k.replace('top', 'top-')}")(ev) for k in ks]
+    status = NO_DATA if any(v.status == NO_DATA for v in verdicts) else \
+        HOLDS if all(v.status == HOLDS for v in verdicts) else FAILS
+    return Verdict(status, "; ".join(v.numbers for v in verdicts))
+
+
+def _diag_before_last_quarter(r: dict[str, Any]) -> float | None:
+    """Mean diagonal CKA of block outputs over the blocks before the last quarter."""
+    if "block" not in r.get("cka", {}):
+        return None
+    d = _diag(r["cka"]["block"])
+    return float(np.mean(d[: len(d) - math.ceil(len(d) / 4)]))
+
+
+def cl_pair_diverges_late(ev: Evidence) -> Verdict:
+    """Shekhar Fig. 1a: two CL models correspond strongly except in the last blocks — per CL–CL pair,
+    diagonal CKA of the last quarter below that of the blocks before it."""
+    pairs = [(label, r) for label, r in _cl_mim_pairs(ev, "cl", "cl") if "block" in r.get("cka", {})]
+    if not pairs:
+        return Verdict(NO_DATA, "needs a `vitscope compare` of two CL models")
+    rows = [(label, _diag_before_last_quarter(r), last_quarter(_diag(r["cka"]["block"]))) for label, r in pairs]
+    ok = all(late < early for _, early, late in rows)
+    return Verdict(HOLDS if ok else FAILS, "; ".join(f"{k}: diagonal CKA before the last quarter {e:.3f}, "
+                                                      f"last quarter {l:.3f}" for k, e, l in rows))
 
 
 def finetuned_mim_nears_cl(ev: Evidence) -> Verdict:
@@ -368,27 +435,37 @@ CLAIMS: tuple[Claim, ...] = (
           cl_vs_mim("robustness", _high_freq_drop, "b")),
     Claim(PARK, "Fig. 1 left", "CL beats MIM in linear probing (last block, CLS)",
           cl_vs_mim("probe", _probe("linear", "cls", _last), "a")),
-    Claim(PARK, "Fig. 1 left", "MIM beats CL in fine-tuning", cl_vs_mim("finetune", _finetune(""), "b")),
+    Claim(PARK, "Fig. 1 left", "MIM beats CL in fine-tuning",
+          finetuning_claim(cl_vs_mim("finetune", _finetune(""), "b"))),
     Claim(PARK, "Fig. 11", "Later layers of CL matter: CL beats MIM in linear probing of the last quarter (GAP)",
           cl_vs_mim("probe", _probe("linear", "gap", last_quarter), "a")),
     Claim(PARK, "Fig. 11", "Early layers of MIM matter: MIM beats CL in linear probing of the first quarter (GAP)",
           cl_vs_mim("probe", _probe("linear", "gap", first_quarter), "b")),
     Claim(PARK, "Fig. F.3", "Re-initialising the last blocks costs CL more fine-tuning accuracy than MIM",
-          reinit_drop("cl", "last")),
+          finetuning_claim(reinit_drop("cl", "last"))),
     Claim(PARK, "Fig. F.3", "Re-initialising the first blocks costs MIM more fine-tuning accuracy than CL",
-          reinit_drop("mim", "first")),
+          finetuning_claim(reinit_drop("mim", "first"))),
     Claim(PARK, "Fig. 12 left", "CL + MIM beats both in linear probing (last block, CLS)",
           hybrid_beats_both("probe", _probe("linear", "cls", _last))),
-    Claim(PARK, "Fig. 12 left", "CL + MIM beats both in fine-tuning", hybrid_beats_both("finetune", _finetune(""))),
+    Claim(PARK, "Fig. 12 left", "CL + MIM beats both in fine-tuning",
+          finetuning_claim(hybrid_beats_both("finetune", _finetune("")))),
     Claim(PARK, "Fig. 12 middle", "CL + MIM attention NMI falls at the end of the model", hybrid_nmi_falls_at_end),
+    Claim(SHEKHAR, "Fig. 1a", "Two CL models correspond more closely than a CL and a MIM model (mean diagonal "
+                              "CKA of block outputs before the last quarter)",
+          cl_pair_above_cl_mim(_diag_before_last_quarter, "mean diagonal CKA before the last quarter")),
+    Claim(SHEKHAR, "Fig. 1a", "Two CL models correspond strongly except in the last blocks (diagonal CKA, "
+                              "last quarter below the blocks before it)", cl_pair_diverges_late),
     Claim(SHEKHAR, "Fig. 1", "CL and MIM models correspond in early layers and diverge later "
                              "(diagonal CKA of block outputs, first vs last quarter)", cka_early_vs_late),
     Claim(SHEKHAR, "Fig. 2", "Across CL and MIM, fc1 layers are more alike than attention (qkv) and LayerNorm layers",
           cka_fc1_above_attention),
     Claim(SHEKHAR, "Fig. 3", "CL's last block holds more class information: higher 20-NN accuracy (CLS)",
           cl_vs_mim("probe", _probe("knn", "cls", _last), "a")),
-    Claim(SHEKHAR, "Fig. 4", "Two CL models rank classes more alike than a CL and a MIM model (Kendall τ-b)",
-          tau_cl_pairs_higher),
+    Claim(SHEKHAR, "Fig. 4", "Two CL models rank classes more alike than a CL and a MIM model (Kendall τ-b of "
+                             "the top-5/10/100 rankings, every k)", tau_cl_pairs_higher),
+    Claim(SHEKHAR, "Sec. 2.4", "Two CL models agree more on top-1 predictions than a CL and a MIM model "
+                               "(macro F1 of one model's predictions against the other's)",
+          cl_pair_above_cl_mim(_agreement(lambda a: a.get("top1_f1_macro")), "top-1 F1")),
     Claim(SHEKHAR, "Fig. 5", "Fine-tuning makes a MIM model more like the CL model (mean diagonal CKA)",
           finetuned_mim_nears_cl),
 )
@@ -399,7 +476,7 @@ def check_claims(ev: Evidence) -> list[tuple[Claim, Verdict]]:
     return [(c, c.test(ev)) for c in CLAIMS]
 
 
-MARK = {HOLDS: "✓", FAILS: "✗", NO_DATA: "–"}
+MARK = {HOLDS: "✓", FAILS: "✗", NO_DATA: "–", NOT_MEANINGFUL: "○"}
 
 
 def findings_text(rows: list[tuple[Claim, Verdict]], only_measured: bool = False) -> str:
