@@ -94,3 +94,40 @@ def test_folder_choice_spreads_over_three_classes(photo_folder):
     assert imgs.classes == sorted(imgs.classes, key=imgs.classes.index)  # grouped by class
     again = from_folder(photo_folder, load(MODEL), 7, seed=0)
     assert again.names == imgs.names and tuple(imgs.tensors.shape) == (7, 3, 32, 32)
+
+
+def test_distinct_labels_use_the_fewest_folders_that_tell_files_apart(tmp_path):
+    from vitscope.inspect.collect import distinct_labels
+
+    cat, ship, deep = tmp_path / "cat" / "0000.jpg", tmp_path / "ship" / "0000.jpg", tmp_path / "a" / "cat" / "0000.jpg"
+    assert distinct_labels([cat, ship]) == ["cat/0000.jpg", "ship/0000.jpg"]
+    assert distinct_labels([cat, tmp_path / "cat" / "0001.jpg"]) == ["0000.jpg", "0001.jpg"]
+    assert distinct_labels([cat, deep]) == [f"{tmp_path.name}/cat/0000.jpg", "a/cat/0000.jpg"]
+    assert distinct_labels([cat, cat]) == ["0000.jpg", "0000.jpg"]  # one file twice: one label
+
+
+def test_same_file_name_in_two_folders_gets_two_labels(tmp_path, photo_folder, monkeypatch):
+    """cat/0000.png and ship/0000.png: distinct names in inspect.json, the token figure and the explorer menu."""
+    import shutil
+
+    from vitscope.commands.inspect import inspect
+    from vitscope.inspect import figures
+
+    source = sorted(photo_folder.rglob("*.png"))[:2]
+    images = []
+    for folder, src in zip(("cat", "ship"), source):
+        (tmp_path / folder).mkdir()
+        images.append(shutil.copy(src, tmp_path / folder / "0000.png"))
+    legends: dict[str, list[str]] = {}
+    save = figures.save_figure
+
+    def spy(fig, path, **kwargs):  # the legend of every figure inspect draws, by file name
+        legends[path.name] = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        return save(fig, path, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", spy)
+    res = inspect(tmp_path / "out", model_spec=MODEL, image=images, maps=1, device="cpu")
+    want = ["cat/0000.png", "ship/0000.png"]
+    assert res["data"]["names"] == want and res["tokens_before_after"]["images"] == want
+    assert legends["tokens_before_after.png"] == [f"{n}: {when}" for n in want for when in ("before", "after")]
+    assert [im["name"] for im in explorer_data(tmp_path / "out" / "explorer.html")["images"]] == want

@@ -33,8 +33,24 @@ class Images:
     skipped: list[str]
 
 
+def distinct_labels(paths: Sequence[Path]) -> list[str]:
+    """The shortest trailing parts of ``paths`` that tell different files apart: file names where
+    they differ, ``cat/0000.jpg`` and ``ship/0000.jpg`` for two ``0000.jpg`` in different folders.
+
+    The same file given twice keeps one label; every other pair of labels differs.
+    """
+    parts = [Path(p).resolve().parts for p in paths]
+    files = len(set(parts))
+    for depth in range(1, max(map(len, parts), default=0) + 1):
+        labels = ["/".join(q[-depth:]) for q in parts]
+        if len(set(labels)) == files:
+            return labels
+    return ["/".join(q) for q in parts]
+
+
 def from_paths(paths: Sequence[Path], model: nn.Module) -> Images:
-    """Read ``paths`` (each must be readable) with the model's eval transform."""
+    """Read ``paths`` (each must be readable) with the model's eval transform; names are
+    :func:`distinct_labels`."""
     transform = model_transform(model)
     tensors = []
     for p in paths:
@@ -44,7 +60,7 @@ def from_paths(paths: Sequence[Path], model: nn.Module) -> Images:
             tensors.append(transform(read_image(Path(p))))
         except UnreadableImage as e:  # read_image names the decoder's error
             raise VitscopeError(f"cannot read image '{p}': {str(e).splitlines()[0]}") from e
-    return Images(torch.stack(tensors), [Path(p).name for p in paths], [Path(p).parent.name for p in paths], [])
+    return Images(torch.stack(tensors), distinct_labels(paths), [Path(p).parent.name for p in paths], [])
 
 
 def from_folder(root: Path, model: nn.Module, n: int, seed: int, classes: Sequence[str] = ()) -> Images:

@@ -92,7 +92,7 @@ def attention_maps_figure(pixels: np.ndarray, maps: np.ndarray, queries: Sequenc
             shown = _overlay(axes[r, b + 1], pixels, maps[r, b], q, grid, vmax)
             if r == 0:
                 axes[r, b + 1].set_title(f"block {b + 1}", fontsize=7, pad=2)
-    axes[0, 0].set_title(name[:22], fontsize=6.5, pad=2)
+    axes[0, 0].set_title(name, fontsize=6.5, pad=2)
     _scale_bar(fig, cax, shown, grid[0] * grid[1])
     return save_figure(fig, path, tight=False)
 
@@ -128,7 +128,7 @@ def tokens_figure(before: np.ndarray, after: np.ndarray, names: Sequence[str], b
         m = MARKERS[i % len(MARKERS)]
         for pts, colour, when in ((before[i], "tab:blue", "before"), (after[i], "tab:red", "after")):
             ax.scatter(pts[:, 0], pts[:, 1], s=10, marker=m, color=colour, alpha=0.55,
-                       label=f"{name[:20]}: {when}", edgecolors="none")
+                       label=f"{name}: {when}", edgecolors="none")
             c = pts.mean(0)
             ax.scatter([c[0]], [c[1]], s=120, marker="x", color=colour, linewidths=2.5, zorder=5)
     ax.set(xlabel=f"PC 1 ({100 * explained[0]:.0f}% var.)", ylabel=f"PC 2 ({100 * explained[1]:.0f}% var.)")
