@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitscope.capture import Taps, needed_taps, vit_info
+from vitscope.capture import TapError, Taps, ViTInfo, needed_taps, vit_info
 from vitscope.data import SkipLog, iterate
 from vitscope.errors import VitscopeError
 from vitscope.metrics.attention import AttentionStats
@@ -44,11 +44,20 @@ def build_metrics(
     unknown = [n for n in names if n not in METRICS]
     if unknown or not names:
         raise VitscopeError(f"unknown metrics {unknown}. Valid options are: {list(METRICS)}")
-    info = vit_info(model)
+    info = model_info(model)
     try:
         return [METRICS[n](info, device, **({"compile": True} if compile and METRICS[n].compilable else {}))
                 for n in names]
     except ValueError as e:
+        raise VitscopeError(str(e)) from e
+
+
+def model_info(model: nn.Module) -> ViTInfo:
+    """:func:`vitscope.capture.vit_info`, with a model vitscope cannot analyse (no token-to-token
+    attention, no patch grid) refused in one line (:class:`VitscopeError`)."""
+    try:
+        return vit_info(model)
+    except TapError as e:
         raise VitscopeError(str(e)) from e
 
 
@@ -84,17 +93,23 @@ def run_metrics(
     n, t0 = 0, time.perf_counter()
     bar = tqdm(total=expected, unit="img", disable=not progress,
                desc="analyze", dynamic_ncols=True)
-    with Taps(model, needed_taps(metrics), dispatch) as taps, torch.inference_mode():
-        for batch in iterate(loader, skips):
-            images = batch.images.to(device, non_blocking=True)
-            with autocast(device, precision):
-                features = model.forward_features(images)
-                check_finite_activations(model, features, lambda: model.forward_features(images))
-            taps.check()
-            n += len(images)
-            bar.update(len(images))
-            bar.set_postfix(skipped=skips.count)
-    bar.close()
+    info = model_info(model)
+    layers = range(info.depth + info.class_attention_depth)  # class-attention blocks offer attention only
+    try:
+        with Taps(model, needed_taps(metrics), dispatch, layers) as taps, torch.inference_mode():
+            for batch in iterate(loader, skips):
+                images = batch.images.to(device, non_blocking=True)
+                with autocast(device, precision):
+                    features = model.forward_features(images)
+                    check_finite_activations(model, features, lambda: model.forward_features(images))
+                taps.check()
+                n += len(images)
+                bar.update(len(images))
+                bar.set_postfix(skipped=skips.count)
+    except TapError as e:  # a block computes its attention where no hook sees it
+        raise VitscopeError(str(e)) from e
+    finally:
+        bar.close()
     skipped = list(skips.messages)
     if distributed():  # every rank reaches here, so the collectives cannot hang
         count = torch.tensor([n], dtype=torch.long, device=device)
@@ -118,4 +133,4 @@ def run_metrics(
 def model_summary(model: nn.Module) -> dict[str, Any]:
     """Spec, class and token layout of a model, for the results file."""
     return {"spec": getattr(model, "vitscope_spec", None), "class": type(model).__name__,
-            **asdict(vit_info(model))}
+            **asdict(model_info(model))}

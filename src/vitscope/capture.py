@@ -23,6 +23,25 @@ tap              tensor                                      shape
 
 ``N`` counts every token, prefix tokens (CLS, registers) first, as timm orders them.
 
+Other ViT families are brought to these shapes here, so that every consumer reads one layout
+(the table in docs/models.md says which families are supported and how):
+
+* **CaiT**: its self-attention blocks carry the patch tokens only (the class token joins in
+  the class-attention blocks, ``blocks_token_only``), so ``num_prefix_tokens`` is 0. Its
+  talking-heads attention mixes the heads after the softmax (``proj_w``); ``attn`` is the
+  softmax's output (probabilities), what ``attn_drop`` receives is not. The class-attention
+  blocks are tapped as layers ``depth …`` (:attr:`ViTInfo.class_attention_depth`), when asked
+  for by ``layers``, and offer the ``CLASS_ATTENTION_TAPS`` only: ``attn`` is ``[B, H, 1, 1 + P]``,
+  the class token's attention over itself and the patches.
+* **SAM** (NHWC tokens, no class token): ``block_in``, ``block_out`` and ``ln1`` ``[B, h, w, D]``
+  are flattened to ``[B, h·w, D]``; in a windowed block (:meth:`ViTInfo.window_size`)
+  ``head_out`` and ``qkv``, computed per window, are put back on the image grid (padding
+  dropped), and ``attn`` is ``[B, W, H, T, T]``: ``W`` windows of the padded grid and
+  ``T = window²`` positions, both row-major, padding included (:func:`window_valid`). A global
+  block's ``attn`` is ``[B, H, N, N]``. SAM's softmax is over ``[B·H, N, N]``, so ``attn_logits``
+  does not fire.
+* Attention across channels instead of tokens (XCiT) is refused (:data:`NO_TOKEN_ATTENTION`).
+
 ``attn_logits`` fires right before ``attn``, and only where the tensor ``attn_drop`` receives
 is the very output of the attention module's ``softmax`` (every timm ViT and BEiT); a model
 that changes the probabilities in between (talking heads) does not fire it, and
@@ -74,10 +93,25 @@ class ViTInfo:
     num_prefix_tokens: int
     grid_size: tuple[int, int]
     patch_size: tuple[int, int]
+    window_sizes: tuple[int, ...] = ()  # per block: attention window side in patches (SAM), 0 = global; () = all global
+    class_attention_depth: int = 0  # class-attention blocks after the `depth` blocks (CaiT), tapped as layers depth…
 
     @property
     def num_patches(self) -> int:
         return self.grid_size[0] * self.grid_size[1]
+
+    def window_size(self, layer: int) -> int:
+        """Side (in patches) of the windows block ``layer`` attends within; 0 for global attention."""
+        return self.window_sizes[layer] if layer < len(self.window_sizes) else 0
+
+
+CLASS_ATTENTION_TAPS = frozenset({"attn", "attn_logits"})  # what a class-attention block offers
+
+# attention modules whose map is not between tokens, by class name: why they are refused
+NO_TOKEN_ATTENTION = {
+    "XCA": "its attention (XCiT's cross-covariance attention) is between feature channels, a "
+           "[head dim x head dim] map per head, not between tokens",
+}
 
 
 def blocks_of(model: nn.Module) -> Sequence[nn.Module]:
@@ -88,9 +122,37 @@ def blocks_of(model: nn.Module) -> Sequence[nn.Module]:
     return blocks
 
 
+def class_attention_blocks(model: nn.Module) -> Sequence[nn.Module]:
+    """CaiT's class-attention blocks (``blocks_token_only``), which follow ``blocks``; else none."""
+    return tuple(getattr(model, "blocks_token_only", None) or ())
+
+
+def refuse_without_token_attention(model: nn.Module) -> None:
+    """Raise :class:`TapError` (one line, saying why) for a model whose attention is not between tokens."""
+    for block in blocks_of(model):
+        reason = NO_TOKEN_ATTENTION.get(type(getattr(block, "attn", None)).__name__)
+        if reason is not None:
+            raise TapError(f"{type(model).__name__} has no token-to-token self-attention to analyse: {reason}")
+
+
+def _nhwc(model: nn.Module) -> bool:
+    """True when the patch embedding hands the blocks ``[B, h, w, D]`` maps (SAM), not token rows."""
+    return getattr(getattr(model, "patch_embed", None), "output_fmt", None) == "NHWC"
+
+
+def _prefix_tokens(model: nn.Module) -> int:
+    """Prefix tokens in the sequence the blocks carry: none in CaiT's self-attention blocks (its class
+    token joins later), else ``num_prefix_tokens``, else 1 with a class token and 0 without (SAM)."""
+    if class_attention_blocks(model):
+        return 0
+    n = getattr(model, "num_prefix_tokens", None)
+    return int(n) if n is not None else int(getattr(model, "cls_token", None) is not None)
+
+
 def vit_info(model: nn.Module) -> ViTInfo:
-    """Read depth, heads, width and the patch grid off a timm ViT."""
+    """Read depth, heads, width, the patch grid and the attention layout off a timm ViT."""
     blocks = blocks_of(model)
+    refuse_without_token_attention(model)
     attn = getattr(blocks[0], "attn", None)
     if attn is None or not hasattr(attn, "num_heads"):
         raise TapError(f"{type(model).__name__}'s blocks have no timm attention module")
@@ -98,14 +160,40 @@ def vit_info(model: nn.Module) -> ViTInfo:
     if pe is None or getattr(pe, "grid_size", None) is None:
         raise TapError(f"{type(model).__name__} has no patch embedding with a fixed grid")
     embed_dim = int(getattr(model, "embed_dim", getattr(model, "num_features", 0)))
+    windows = tuple(int(getattr(b, "window_size", 0) or 0) for b in blocks) if _nhwc(model) else ()
     return ViTInfo(
         depth=len(blocks),
         num_heads=int(attn.num_heads),
         embed_dim=embed_dim,
-        num_prefix_tokens=int(getattr(model, "num_prefix_tokens", 1)),
+        num_prefix_tokens=_prefix_tokens(model),
         grid_size=tuple(int(g) for g in pe.grid_size),  # type: ignore[arg-type]
         patch_size=tuple(int(p) for p in pe.patch_size),  # type: ignore[arg-type]
+        window_sizes=windows if any(windows) else (),
+        class_attention_depth=len(class_attention_blocks(model)),
     )
+
+
+def window_grid(grid_size: tuple[int, int], window: int) -> tuple[int, int]:
+    """Windows per column and per row when a ``grid_size`` grid is padded to multiples of ``window``."""
+    return -(-grid_size[0] // window), -(-grid_size[1] // window)
+
+
+def window_valid(grid_size: tuple[int, int], window: int) -> torch.Tensor:
+    """``[W, window²]`` bool: which positions of each window (both row-major) hold an image patch
+    rather than SAM's zero padding at the bottom and right of the grid."""
+    nh, nw = window_grid(grid_size, window)
+    rows = torch.arange(nh * window).view(nh, 1, window, 1) < grid_size[0]
+    cols = torch.arange(nw * window).view(1, nw, 1, window) < grid_size[1]
+    return (rows & cols).reshape(nh * nw, window * window)
+
+
+def window_tokens_to_grid(t: torch.Tensor, grid_size: tuple[int, int], window: int) -> torch.Tensor:
+    """Per-window tokens ``[B·W, window², ...]`` (SAM's ``window_partition`` order) → ``[B, h·w, ...]``
+    row-major on the image grid, padding dropped."""
+    (h, w), (nh, nw) = grid_size, window_grid(grid_size, window)
+    rest = t.shape[2:]
+    x = t.reshape(-1, nh, nw, window, window, *rest).transpose(2, 3)
+    return x.reshape(-1, nh * window, nw * window, *rest)[:, :h, :w].flatten(1, 2)
 
 
 def _qkv_from_input(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -166,18 +254,23 @@ class Taps:
         if unknown:
             raise ValueError(f"unknown taps {sorted(unknown)}. Valid options are: {list(TAPS)}")
         self.callback = callback
-        blocks = blocks_of(model)
-        self.layers = tuple(range(len(blocks))) if layers is None else tuple(layers)
+        self._blocks = (*blocks_of(model), *class_attention_blocks(model))
+        self._depth = len(blocks_of(model))
+        self.layers = tuple(range(self._depth)) if layers is None else tuple(layers)
         self._handles: list[Any] = []
         self._fused: dict[nn.Module, bool] = {}
         self._fired: set[tuple[int, str]] = set()
 
+    def wanted(self, layer: int) -> frozenset[str]:
+        """The requested taps that ``layer`` offers: all in a self-attention block, the
+        ``CLASS_ATTENTION_TAPS`` in a class-attention block (``layer ≥ depth``)."""
+        return self.taps if layer < self._depth else self.taps & CLASS_ATTENTION_TAPS
+
     # -- installing ----------------------------------------------------------------
     def __enter__(self) -> Taps:
-        blocks = blocks_of(self.model)
         try:
             for i in self.layers:
-                self._install(i, blocks[i])
+                self._install(i, self._blocks[i])
         except Exception:
             self.__exit__(None, None, None)
             raise
@@ -206,14 +299,45 @@ class Taps:
                 )
         return mod
 
-    def _install(self, i: int, block: nn.Module) -> None:
-        want = self.taps
-        add = self._handles.append
+    def _shapers(self, block: nn.Module) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """Per tap, what brings ``block``'s tensor to the layout of the module docstring: nothing
+        for a ViT; for SAM's NHWC blocks, flattening, windows put back on the grid and the
+        attention's ``[B·H, ...]`` rows split into images and heads."""
+        if not _nhwc(self.model):
+            return {}
+        grid = tuple(int(g) for g in self.model.patch_embed.grid_size)
+        heads, window = int(block.attn.num_heads), int(getattr(block, "window_size", 0) or 0)
 
-        def post(tap: str, fn: Callable[[torch.Tensor], torch.Tensor] = lambda t: t):
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return t.flatten(1, 2)
+
+        shapers = {"block_in": flat, "block_out": flat, "ln1": flat}
+        if not window:
+            n = grid[0] * grid[1]
+            return {**shapers, "attn": lambda t: t.view(-1, heads, n, n)}
+        nh, nw = window_grid(grid, window)  # type: ignore[arg-type]
+
+        def to_grid(t: torch.Tensor) -> torch.Tensor:
+            return window_tokens_to_grid(t, grid, window)  # type: ignore[arg-type]
+
+        t_win = window * window
+        return {**shapers, "qkv": to_grid, "head_out": to_grid,
+                "attn": lambda t: t.view(-1, nh * nw, heads, t_win, t_win)}
+
+    def _install(self, i: int, block: nn.Module) -> None:
+        want = self.wanted(i)
+        add = self._handles.append
+        shapers = self._shapers(block)
+
+        def identity(t: torch.Tensor) -> torch.Tensor:
+            return t
+
+        def post(tap: str, fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
+            fn = fn or shapers.get(tap, identity)
             return lambda _m, _a, out: self._emit(i, tap, fn(out))
 
-        def pre(tap: str, fn: Callable[[torch.Tensor], torch.Tensor] = lambda t: t):
+        def pre(tap: str, fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
+            fn = fn or shapers.get(tap, identity)
             return lambda _m, args: self._emit(i, tap, fn(args[0]))
 
         if "block_in" in want:
@@ -230,9 +354,11 @@ class Taps:
         if "head_out" in want:
             heads = int(attn.num_heads)
             proj = self._part(block, "attn.proj", i, "head_out")
+            on_grid = shapers.get("head_out")
 
             def split(t: torch.Tensor) -> torch.Tensor:
-                return t.unflatten(-1, (heads, t.shape[-1] // heads))
+                t = t.unflatten(-1, (heads, t.shape[-1] // heads))
+                return t if on_grid is None else on_grid(t)
 
             add(proj.register_forward_pre_hook(pre("head_out", split)))
         if "qkv" in want:
@@ -246,7 +372,9 @@ class Taps:
             if hasattr(attn, "fused_attn"):
                 self._fused[attn] = attn.fused_attn
                 attn.fused_attn = False
-            spy = _SoftmaxSpy() if "attn_logits" in want else None
+            talking = hasattr(attn, "proj_w")  # talking heads (CaiT): heads mixed after the softmax
+            shape = shapers.get("attn")
+            spy = _SoftmaxSpy() if "attn_logits" in want or talking else None
             if spy is not None:
                 def enter(_m: nn.Module, _args: Any) -> None:
                     spy.__enter__()
@@ -260,10 +388,12 @@ class Taps:
 
             def at_drop(_m: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
                 seen = spy.take() if spy is not None else None
-                if seen is not None and seen[1] is args[0]:  # attn_drop gets the softmax's own output
+                # attn_drop gets the softmax's own output, or (talking heads) its mix over heads
+                if seen is not None and (talking or seen[1] is args[0]) and "attn_logits" in want:
                     self._emit(i, "attn_logits", seen[0])
-                if "attn" in want:
-                    self._emit(i, "attn", out)
+                probs = (seen[1] if seen is not None else None) if talking else out
+                if "attn" in want and probs is not None:
+                    self._emit(i, "attn", probs if shape is None else shape(probs))
 
             add(drop.register_forward_hook(at_drop))
 
@@ -272,7 +402,7 @@ class Taps:
         """Raise if a requested tap did not fire since the last check; then reset."""
         fired, self._fired = self._fired, set()
         for i in self.layers:
-            for tap in sorted(self.taps - BEST_EFFORT_TAPS):
+            for tap in sorted(self.wanted(i) - BEST_EFFORT_TAPS):
                 if (i, tap) not in fired:
                     raise TapError(
                         f"tap '{tap}' of block {i} never fired: "

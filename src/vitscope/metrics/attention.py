@@ -11,6 +11,14 @@ Conventions (the official notebooks and their sources disagree; these are ours):
   ``p(k) = mean_q a(k|q)``: ``NMI = I(q;k)/sqrt(H(q)·H(k))`` with ``I = H(k) − H(k|q)``
   and ``H(q) = log N``. Uniform attention gives 0, the identity gives 1.
 * Attention entropy is the mean row entropy ``H(k|q)`` in nats.
+* Windowed attention (SAM): the windows of one image together are one map over its ``n``
+  patches, zero between windows, and the definitions above apply to it unchanged
+  (:func:`window_attention_statistics`): distances inside a window are measured on the image
+  grid, SAM's zero padding is dropped like prefix tokens, ``H(q) = log n``.
+* Class attention (CaiT's class-attention blocks): the class token is the only query, so
+  there is neither a query position (distance) nor a query distribution (``H(q) = log 1 = 0``,
+  NMI undefined); only the entropy of its attention over the patches is reported
+  (:func:`class_attention_entropy`), under ``class_attention`` in the results.
 
 Every value is computed per image and head, then averaged over images.
 """
@@ -24,7 +32,7 @@ from typing import Any
 
 import torch
 
-from vitscope.capture import ViTInfo
+from vitscope.capture import ViTInfo, window_valid
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
 
@@ -121,6 +129,41 @@ def attention_statistics(
     return distance, nmi_from_marginal(pk, h_k_given_q), h_k_given_q
 
 
+def window_attention_statistics(
+    attn: torch.Tensor, dist: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distance, NMI and entropy per image and head of windowed attention ``[B, W, H, T, T]`` → 3 × ``[B, H]``.
+
+    ``valid`` ``[W, T]`` (bool) marks the window positions that hold an image patch
+    (``capture.window_valid``); ``dist`` ``[T, T]``: pixel distances between the positions of a
+    window, the same in every window. Padding keys are dropped and rows renormalised,
+    padding queries left out; over the ``n`` patches of the image, with ``â`` the
+    renormalised rows and ``q``, ``k`` in one window:
+
+        d̄      = (1/n) Σ_q Σ_k â(k|q) d(q,k)
+        H(k|q) = (1/n) Σ_q −Σ_k â log â
+        p(k)   = (1/n) Σ_q â(k|q),   NMI from H(k) = −Σ_k p(k) log p(k) and H(q) = log n
+
+    which is :func:`attention_statistics` of the ``[n, n]`` map the windows make together.
+    """
+    m = valid.to(device=attn.device, dtype=torch.float32)
+    n = int(valid.sum())
+    a = attn.float() * m[:, None, None, :]
+    r = a.sum(-1)
+    inv_r = m[:, None, :] / r.clamp_min(torch.finfo(a.dtype).tiny)  # 0 for a padding query
+    distance = (torch.linalg.vecdot(a, dist.to(a)) * inv_r).sum((1, 3)) / n
+    h_k_given_q = ((xlogx(r) - xlogx(a).sum(-1)) * inv_r).sum((1, 3)) / n
+    pk = (inv_r.unsqueeze(-2) @ a).squeeze(-2) / n
+    return distance, nmi_from_entropies(-xlogx(pk).sum((1, 3)), h_k_given_q, n), h_k_given_q
+
+
+def class_attention_entropy(attn: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of the class token's attention over the patches: ``[..., 1, 1 + P]`` → ``[...]``,
+    its weight on itself (key 0) dropped and the row renormalised, as prefix tokens everywhere."""
+    a = attn[..., 0, 1:].float()
+    return -xlogx(a / a.sum(-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)).sum(-1)
+
+
 def cpu_row_sums() -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None:
     """:func:`vitscope.metrics.attention_cpu.patch_row_sums`, or None (with a warning) where numba
     cannot be imported or cannot cache its kernel; then :func:`attention_statistics` serves."""
@@ -142,6 +185,8 @@ class AttentionStats(StreamingMetric):
     ``attn_drop`` receives (the tap does not fire), :func:`attention_statistics`.
     ``compile=True`` runs the latter through ``torch.compile``, which fuses its passes over
     the ``[B, H, N, N]`` map into one (``runtime.compiled``; eager if that fails).
+    Windowed blocks (SAM) go through :func:`window_attention_statistics`; the class-attention
+    blocks (CaiT, layers ``depth …``) through :func:`class_attention_entropy`.
     Measured figures: docs/analysis.md, Speed.
     """
 
@@ -161,6 +206,12 @@ class AttentionStats(StreamingMetric):
         self.ent_sum = self.add_state("entropy", shape)
         self.count = self.add_state("count", (info.depth,))
         self._dist = grid_distances(info.grid_size, info.patch_size).float().to(self.device)
+        self._windows = {w: (grid_distances((w, w), info.patch_size).float().to(self.device),
+                             window_valid(info.grid_size, w).to(self.device))
+                         for w in set(info.window_sizes) if w}
+        if info.class_attention_depth:
+            self.cls_ent_sum = self.add_state("class_entropy", (info.class_attention_depth, info.num_heads))
+            self.cls_count = self.add_state("class_count", (info.class_attention_depth,))
         self._logits: dict[int, torch.Tensor] = {}  # a layer's softmax scores until its probabilities come
 
     def update(self, layer: int, tap: str, x: torch.Tensor) -> None:
@@ -168,7 +219,13 @@ class AttentionStats(StreamingMetric):
             self._logits[layer] = x
             return
         logits = self._logits.pop(layer, None)
-        if logits is not None and self._row_sums is not None and logits.shape == x.shape:
+        if layer >= self.info.depth:
+            self._update_class_attention(layer - self.info.depth, x)
+            return
+        window = self.info.window_size(layer)
+        if window:
+            stats = window_attention_statistics(x, *self._windows[window])
+        elif logits is not None and self._row_sums is not None and logits.shape == x.shape:
             distance, entropy, pk = self._row_sums(x, logits, self.info.num_prefix_tokens, self._dist)
             stats = (distance, nmi_from_marginal(pk, entropy), entropy)
         else:
@@ -178,6 +235,24 @@ class AttentionStats(StreamingMetric):
         self.nmi_sum[layer] += sums[1]
         self.ent_sum[layer] += sums[2]
         self.count[layer] += x.shape[0]
+
+    def _update_class_attention(self, j: int, x: torch.Tensor) -> None:
+        """Class-attention block ``j``: the class token's attention ``[B, H, 1, 1 + P]``."""
+        self.cls_ent_sum[j] += class_attention_entropy(x).sum(0).double()
+        self.cls_count[j] += x.shape[0]
+
+    def _class_attention_results(self) -> dict[str, Any]:
+        """Entropy per class-attention block (and head); distance and NMI are undefined there."""
+        per_head = (self.cls_ent_sum / self.cls_count.clamp_min(1)[:, None]).cpu()
+        return {
+            "labels": [f"class-attention block {j}" for j in range(self.info.class_attention_depth)],
+            "entropy": per_head.mean(1).tolist(),
+            "entropy_per_head": per_head.tolist(),
+            "max_entropy": math.log(self.info.num_patches),
+            "note": "the class token is the only query: entropy of its attention over the patches "
+                    "(its own key dropped, renormalised); no distance (the query has no grid position) "
+                    "and no NMI (H(q) = 0)",
+        }
 
     def compute(self) -> dict[str, Any]:
         n = self.count.clamp_min(1)[:, None]
@@ -191,4 +266,8 @@ class AttentionStats(StreamingMetric):
         out["distance_unit"] = "pixels"
         out["max_distance"] = float(self._dist.max())  # corner to corner: the axis range of a distance plot
         out["max_entropy"] = math.log(self.info.num_patches)  # uniform attention
+        if self.info.window_sizes:
+            out["window_sizes"] = list(self.info.window_sizes)  # per block, in patches; 0 = global
+        if self.info.class_attention_depth:
+            out["class_attention"] = self._class_attention_results()
         return out

@@ -34,5 +34,6 @@ def match_input_size(model: nn.Module) -> None:
     registered size (e.g. 224) when ``img_size=`` is overridden, and preprocessing reads it."""
     cfg, embed = getattr(model, "pretrained_cfg", None), getattr(model, "patch_embed", None)
     size = getattr(embed, "img_size", None)
+    channels = getattr(model, "in_chans", None)  # patch_embed.proj is no conv in a conv stem (XCiT)
     if isinstance(cfg, dict) and size is not None and tuple(cfg.get("input_size", ())[1:]) != tuple(size):
-        model.pretrained_cfg = {**cfg, "input_size": (embed.proj.in_channels, *size)}
+        model.pretrained_cfg = {**cfg, "input_size": (channels or embed.proj.in_channels, *size)}

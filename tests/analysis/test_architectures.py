@@ -1,0 +1,124 @@
+"""``vitscope analyze`` end to end over the timm ViT families, random weights, tiny configs.
+
+Each family is built by ``timm.create_model`` with a small config (a few blocks of width 32 on
+a 32–40 px image) and analysed with every metric; the values are checked against what the
+definitions allow. Families without token-to-token attention are refused in one line. The
+table in docs/models.md lists the same families.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cli_helpers import run_cli
+from vitscope.commands.analyze import analyze
+from vitscope.data.synthetic import write_synthetic_folder
+from vitscope.models.timm_factory import create_timm
+
+TINY = dict(embed_dim=32, depth=2, num_heads=2)
+VIT = dict(img_size=32, patch_size=8, **TINY)
+
+# timm name -> (small config, prefix tokens the blocks carry)
+SUPPORTED = {
+    "vit_tiny_patch16_224": (VIT, 1),
+    "deit_tiny_distilled_patch16_224": (VIT, 2),
+    "deit3_small_patch16_224": (VIT, 1),
+    "beit_base_patch16_224": (VIT, 1),
+    "beitv2_base_patch16_224": (VIT, 1),
+    "eva02_tiny_patch14_224": (VIT, 1),
+    "vit_base_patch16_siglip_224": (VIT, 0),
+    "vit_small_patch14_reg4_dinov2": (VIT, 5),
+    "flexivit_small": (VIT, 1),
+    "vit_base_patch32_clip_224": (VIT, 1),
+    "vit_relpos_small_patch16_224": (VIT, 0),
+    "cait_xxs24_224": (dict(VIT, depth_token_only=2), 0),
+    # 5×5 grid, windows of 2×2 patches padded to 6×6 (9 windows), block 1 global
+    "samvit_base_patch16": (dict(img_size=40, patch_size=8, **TINY, window_size=2, global_attn_indexes=(1,),
+                                 neck_chans=8), 0),
+}
+REFUSED = {
+    "xcit_tiny_12_p16_224": (dict(img_size=32, **TINY), "between feature channels"),
+}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_synthetic_folder(tmp_path_factory.mktemp("imgs"), 6, size=32)
+
+
+def use_tiny(monkeypatch, name: str, kwargs: dict) -> str:
+    """Make ``load`` (as ``analyze`` calls it) build the tiny ``name``; return the spec to pass."""
+    spec = f"random:{name}"
+
+    def tiny(s: str, *, seed: int = 0):
+        import torch
+
+        torch.manual_seed(seed)
+        model = create_timm(name, pretrained=False, **kwargs).eval()
+        model.vitscope_spec = s
+        return model
+
+    monkeypatch.setattr("vitscope.models.load", tiny)
+    return spec
+
+
+def numbers(obj):
+    """Every number in a JSON value (nested lists and dicts); ``None`` counts as NaN."""
+    if obj is None:
+        yield math.nan
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield float(obj)
+
+
+@pytest.mark.parametrize("name", list(SUPPORTED))
+def test_analyze_every_supported_family(name, images, tmp_path, monkeypatch):
+    kwargs, prefix = SUPPORTED[name]
+    spec = use_tiny(monkeypatch, name, kwargs)
+    res = analyze(spec, str(images), tmp_path, batch_size=4, workers=0, progress=False, plots=False)
+    model, m = res["model"], res["metrics"]
+    depth, heads = model["depth"], model["num_heads"]
+    (gh, gw), (ph, pw) = model["grid_size"], model["patch_size"]
+    assert model["num_prefix_tokens"] == prefix and depth == 2
+    a = m["attention"]
+    distance, nmi, entropy = (np.asarray(a[k]) for k in ("distance_per_head", "nmi_per_head", "entropy_per_head"))
+    assert distance.shape == nmi.shape == entropy.shape == (depth, heads)
+    # from the definitions: 0 ≤ d̄ ≤ the grid's diagonal; 0 ≤ NMI ≤ 1; 0 ≤ H(k|q) ≤ log P
+    assert np.all(distance >= 0) and np.all(distance <= math.hypot((gh - 1) * ph, (gw - 1) * pw) * (1 + 1e-6))
+    assert np.all(nmi >= 0) and np.all(nmi <= 1 + 1e-6)
+    assert np.all(entropy >= 0) and np.all(entropy <= math.log(gh * gw) * (1 + 1e-6))
+    for layer, window in enumerate(a.get("window_sizes", [])):  # a window's diagonal bounds its distances
+        if window:
+            assert np.all(distance[layer] <= math.hypot((window - 1) * ph, (window - 1) * pw) * (1 + 1e-6))
+    assert len(m["fourier"]["delta_log_amplitude"]) == depth + 1 and len(m["spectrum"]["depth_labels"]) == depth + 1
+    assert len(m["similarity"]["tokens_cosine"]) == depth
+    saved = json.loads((tmp_path / "results.json").read_text())
+    for metric, result in saved["metrics"].items():
+        values = list(numbers(result))
+        assert values and np.isfinite(values).all(), metric
+    if name.startswith("cait"):
+        ca = a["class_attention"]
+        assert ca["labels"] == ["class-attention block 0", "class-attention block 1"]
+        ca_entropy = np.asarray(ca["entropy_per_head"])
+        assert ca_entropy.shape == (2, heads) and np.all(ca_entropy >= 0)
+        assert np.all(ca_entropy <= math.log(gh * gw) * (1 + 1e-6))
+    if name.startswith("samvit"):
+        assert saved["metrics"]["attention"]["window_sizes"] == saved["model"]["window_sizes"] == [2, 0]
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_families_without_token_attention_are_refused_in_one_line(name, images, tmp_path, monkeypatch, capsys):
+    kwargs, why = REFUSED[name]
+    spec = use_tiny(monkeypatch, name, kwargs)
+    code, out, err = run_cli(monkeypatch, capsys, "analyze", "--model", spec, "--data", str(images), "--out",
+                             str(tmp_path / "r"), "--workers", "0", "--no-progress")
+    assert code == 2 and why in err and "no token-to-token self-attention" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "results.json").exists()
