@@ -40,7 +40,10 @@ Other ViT families are brought to these shapes here, so that every consumer read
   ``T = window²`` positions, both row-major, padding included (:func:`window_valid`). A global
   block's ``attn`` is ``[B, H, N, N]``. SAM's softmax is over ``[B·H, N, N]``, so ``attn_logits``
   does not fire.
-* Attention across channels instead of tokens (XCiT) is refused (:data:`NO_TOKEN_ATTENTION`).
+* Attention across channels instead of tokens (XCiT) and blocks of two token layouts (ConViT)
+  are refused (:data:`REFUSED`).
+* Hybrid ViTs (a convolutional stem before the patch embedding): ``ViTInfo.patch_size`` is the
+  pixels per token, the stem's stride times the patch size.
 
 ``attn_logits`` fires right before ``attn``, and only where the tensor ``attn_drop`` receives
 is the very output of the attention module's ``softmax`` (every timm ViT and BEiT); a model
@@ -92,7 +95,7 @@ class ViTInfo:
     embed_dim: int
     num_prefix_tokens: int
     grid_size: tuple[int, int]
-    patch_size: tuple[int, int]
+    patch_size: tuple[int, int]  # pixels per token (a hybrid's stem stride included)
     window_sizes: tuple[int, ...] = ()  # per block: attention window side in patches (SAM), 0 = global; () = all global
     class_attention_depth: int = 0  # class-attention blocks after the `depth` blocks (CaiT), tapped as layers depth…
 
@@ -107,10 +110,12 @@ class ViTInfo:
 
 CLASS_ATTENTION_TAPS = frozenset({"attn", "attn_logits"})  # what a class-attention block offers
 
-# attention modules whose map is not between tokens, by class name: why they are refused
-NO_TOKEN_ATTENTION = {
-    "XCA": "its attention (XCiT's cross-covariance attention) is between feature channels, a "
-           "[head dim x head dim] map per head, not between tokens",
+# families refused, by the class name of the model or of its blocks' attention: why
+REFUSED = {
+    "XCA": "has no token-to-token self-attention to analyse: its attention (XCiT's cross-covariance "
+           "attention) is between feature channels, a [head dim x head dim] map per head, not between tokens",
+    "ConVit": "has two token layouts: its class token joins the patch tokens after the gated positional "
+              "self-attention blocks, and vitscope's per-layer metrics take one layout for every block",
 }
 
 
@@ -127,12 +132,20 @@ def class_attention_blocks(model: nn.Module) -> Sequence[nn.Module]:
     return tuple(getattr(model, "blocks_token_only", None) or ())
 
 
-def refuse_without_token_attention(model: nn.Module) -> None:
-    """Raise :class:`TapError` (one line, saying why) for a model whose attention is not between tokens."""
-    for block in blocks_of(model):
-        reason = NO_TOKEN_ATTENTION.get(type(getattr(block, "attn", None)).__name__)
-        if reason is not None:
-            raise TapError(f"{type(model).__name__} has no token-to-token self-attention to analyse: {reason}")
+def refuse_unsupported(model: nn.Module) -> None:
+    """Raise :class:`TapError` (one line, saying why) for a family in :data:`REFUSED`."""
+    names = {type(model).__name__} | {type(getattr(b, "attn", None)).__name__ for b in blocks_of(model)}
+    refused = sorted(names & REFUSED.keys())
+    if refused:
+        raise TapError(f"{type(model).__name__} {REFUSED[refused[0]]}")
+
+
+def _pixels_per_token(patch_embed: nn.Module) -> tuple[int, int]:
+    """Pixels per grid cell: the patch size, times the stride of a convolutional stem in a hybrid
+    ViT (whose ``patch_size`` counts feature-map cells): timm's ``feat_ratio``."""
+    ratio = getattr(patch_embed, "feat_ratio", None)
+    size = ratio(as_scalar=False) if callable(ratio) else patch_embed.patch_size
+    return int(size[0]), int(size[1])
 
 
 def _nhwc(model: nn.Module) -> bool:
@@ -152,7 +165,7 @@ def _prefix_tokens(model: nn.Module) -> int:
 def vit_info(model: nn.Module) -> ViTInfo:
     """Read depth, heads, width, the patch grid and the attention layout off a timm ViT."""
     blocks = blocks_of(model)
-    refuse_without_token_attention(model)
+    refuse_unsupported(model)
     attn = getattr(blocks[0], "attn", None)
     if attn is None or not hasattr(attn, "num_heads"):
         raise TapError(f"{type(model).__name__}'s blocks have no timm attention module")
@@ -167,7 +180,7 @@ def vit_info(model: nn.Module) -> ViTInfo:
         embed_dim=embed_dim,
         num_prefix_tokens=_prefix_tokens(model),
         grid_size=tuple(int(g) for g in pe.grid_size),  # type: ignore[arg-type]
-        patch_size=tuple(int(p) for p in pe.patch_size),  # type: ignore[arg-type]
+        patch_size=_pixels_per_token(pe),
         window_sizes=windows if any(windows) else (),
         class_attention_depth=len(class_attention_blocks(model)),
     )

@@ -33,13 +33,15 @@ SUPPORTED = {
     "flexivit_small": (VIT, 1),
     "vit_base_patch32_clip_224": (VIT, 1),
     "vit_relpos_small_patch16_224": (VIT, 0),
+    "vit_tiny_r_s16_p8_224": (dict(img_size=64, depth=2), 1),  # hybrid: ResNet stem of stride 32, 2×2 grid
     "cait_xxs24_224": (dict(VIT, depth_token_only=2), 0),
     # 5×5 grid, windows of 2×2 patches padded to 6×6 (9 windows), block 1 global
     "samvit_base_patch16": (dict(img_size=40, patch_size=8, **TINY, window_size=2, global_attn_indexes=(1,),
                                  neck_chans=8), 0),
 }
 REFUSED = {
-    "xcit_tiny_12_p16_224": (dict(img_size=32, **TINY), "between feature channels"),
+    "xcit_tiny_12_p16_224": (dict(img_size=32, **TINY), "no token-to-token self-attention"),
+    "convit_tiny": (dict(VIT, local_up_to_layer=1), "two token layouts"),
 }
 
 
@@ -87,6 +89,8 @@ def test_analyze_every_supported_family(name, images, tmp_path, monkeypatch):
     depth, heads = model["depth"], model["num_heads"]
     (gh, gw), (ph, pw) = model["grid_size"], model["patch_size"]
     assert model["num_prefix_tokens"] == prefix and depth == 2
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [gh * ph, gw * pw] == saved["data"]["preprocessing"]["input_size"][1:], "pixels per token"
     a = m["attention"]
     distance, nmi, entropy = (np.asarray(a[k]) for k in ("distance_per_head", "nmi_per_head", "entropy_per_head"))
     assert distance.shape == nmi.shape == entropy.shape == (depth, heads)
@@ -99,7 +103,6 @@ def test_analyze_every_supported_family(name, images, tmp_path, monkeypatch):
             assert np.all(distance[layer] <= math.hypot((window - 1) * ph, (window - 1) * pw) * (1 + 1e-6))
     assert len(m["fourier"]["delta_log_amplitude"]) == depth + 1 and len(m["spectrum"]["depth_labels"]) == depth + 1
     assert len(m["similarity"]["tokens_cosine"]) == depth
-    saved = json.loads((tmp_path / "results.json").read_text())
     for metric, result in saved["metrics"].items():
         values = list(numbers(result))
         assert values and np.isfinite(values).all(), metric
@@ -119,6 +122,6 @@ def test_families_without_token_attention_are_refused_in_one_line(name, images, 
     spec = use_tiny(monkeypatch, name, kwargs)
     code, out, err = run_cli(monkeypatch, capsys, "analyze", "--model", spec, "--data", str(images), "--out",
                              str(tmp_path / "r"), "--workers", "0", "--no-progress")
-    assert code == 2 and why in err and "no token-to-token self-attention" in err
+    assert code == 2 and why in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "results.json").exists()
