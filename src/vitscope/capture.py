@@ -34,7 +34,7 @@ Other ViT families are brought to these shapes here, so that every consumer read
   for by ``layers``, and offer the ``CLASS_ATTENTION_TAPS`` only: ``attn`` is ``[B, H, 1, 1 + P]``,
   the class token's attention over itself and the patches.
 * **SAM** (NHWC tokens, no class token): ``block_in``, ``block_out`` and ``ln1`` ``[B, h, w, D]``
-  are flattened to ``[B, h·w, D]``; in a windowed block (:meth:`ViTInfo.window_size`)
+  are flattened to ``[B, h·w, D]``; in a windowed block (:attr:`ViTInfo.window_sizes`)
   ``head_out`` and ``qkv``, computed per window, are put back on the image grid (padding
   dropped), and ``attn`` is ``[B, W, H, T, T]``: ``W`` windows of the padded grid and
   ``T = window²`` positions, both row-major, padding included (:func:`window_valid`). A global
@@ -46,12 +46,13 @@ Other ViT families are brought to these shapes here, so that every consumer read
   pixels per token, the stem's stride times the patch size.
 
 ``attn_logits`` fires right before ``attn``, and only where the tensor ``attn_drop`` receives
-is the very output of the attention module's ``softmax`` (every timm ViT and BEiT); a model
-that changes the probabilities in between (talking heads) does not fire it, and
-:meth:`Taps.check` does not require it (``BEST_EFFORT_TAPS``): its consumers fall back to
-``attn`` alone. It is read by a ``TorchFunctionMode`` (:class:`_SoftmaxSpy`) that is active
-only while the attention module runs and records the input and output of its softmax; no
-tensor is copied. With both, ``log a = s − logsumexp(s)`` needs no logarithm per weight.
+is the very output of the attention module's ``softmax`` (every timm ViT and BEiT) or, for
+talking heads (CaiT), that output mixed over heads; any other model that changes the
+probabilities in between does not fire it, and :meth:`Taps.check` does not require it
+(``BEST_EFFORT_TAPS``): its consumers fall back to ``attn`` alone. It is read by a
+``TorchFunctionMode`` (:class:`_SoftmaxSpy`) that is active only while the attention module
+runs and records the input and output of its softmax; no tensor is copied. With both,
+``log a = s − logsumexp(s)`` needs no logarithm per weight.
 
 Fused attention (``F.scaled_dot_product_attention``) never materialises the
 probabilities, so neither a hook on ``softmax`` nor on ``attn_drop`` would fire. When
@@ -102,10 +103,6 @@ class ViTInfo:
     @property
     def num_patches(self) -> int:
         return self.grid_size[0] * self.grid_size[1]
-
-    def window_size(self, layer: int) -> int:
-        """Side (in patches) of the windows block ``layer`` attends within; 0 for global attention."""
-        return self.window_sizes[layer] if layer < len(self.window_sizes) else 0
 
 
 CLASS_ATTENTION_TAPS = frozenset({"attn", "attn_logits"})  # what a class-attention block offers
@@ -187,7 +184,8 @@ def vit_info(model: nn.Module) -> ViTInfo:
 
 
 def window_grid(grid_size: tuple[int, int], window: int) -> tuple[int, int]:
-    """Windows per column and per row when a ``grid_size`` grid is padded to multiples of ``window``."""
+    """Windows along the height and along the width when a ``grid_size`` grid is padded to multiples
+    of ``window`` (SAM's ``window_partition``)."""
     return -(-grid_size[0] // window), -(-grid_size[1] // window)
 
 

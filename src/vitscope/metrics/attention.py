@@ -209,6 +209,7 @@ class AttentionStats(StreamingMetric):
         self._windows = {w: (grid_distances((w, w), info.patch_size).float().to(self.device),
                              window_valid(info.grid_size, w).to(self.device))
                          for w in set(info.window_sizes) if w}
+        self._window_of = info.window_sizes or (0,) * info.depth  # per block; 0 = global attention
         if info.class_attention_depth:
             self.cls_ent_sum = self.add_state("class_entropy", (info.class_attention_depth, info.num_heads))
             self.cls_count = self.add_state("class_count", (info.class_attention_depth,))
@@ -222,7 +223,7 @@ class AttentionStats(StreamingMetric):
         if layer >= self.info.depth:
             self._update_class_attention(layer - self.info.depth, x)
             return
-        window = self.info.window_size(layer)
+        window = self._window_of[layer]
         if window:
             stats = window_attention_statistics(x, *self._windows[window])
         elif logits is not None and self._row_sums is not None and logits.shape == x.shape:
