@@ -131,8 +131,126 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``, as it is (no checks: results files go through :func:`read_results`)."""
     with open(path) as f:
         return json.load(f)
+
+
+# ----------------------------------------------------------------------------- results files
+
+#: The version of the results files' layout this vitscope writes (``schema_version``) and reads.
+#: Rule for other versions: a newer one is refused (upgrade vitscope); an older one, or a file
+#: without the field (written before it existed, version 0), is read when it holds every key of
+#: :data:`LAYOUTS`, and refused naming what it lacks otherwise.
+SCHEMA_VERSION = 1
+
+ANALYSIS, COMPARE, ROBUSTNESS = "vitscope-analysis", "vitscope-compare", "vitscope-robustness"
+PROBE, FINETUNE, INSPECT = "vitscope-probe", "vitscope-finetune", "vitscope-inspect"
+#: Kinds the file name alone tells (these files carry no ``kind`` of their own before schema 1).
+KIND_OF_NAME = {"probe.json": PROBE, "finetune.json": FINETUNE, "inspect.json": INSPECT}
+
+#: What every reader of a kind of results file indexes: a key whose value is ``None`` must be
+#: present; a dict value is what the key's object must hold (``"[]"``: every element of a list,
+#: ``"*"``: every value of an object); a key ending in ``?`` is optional, but checked when present.
+LAYOUTS: dict[str, dict[str, Any]] = {
+    ANALYSIS: {"model": {"spec": None}, "metrics": {}},
+    COMPARE: {"models": {"[]": {"spec": None}}},
+    ROBUSTNESS: {"models": {"[]": {"spec": None}}},
+    PROBE: {"knn?": {"accuracy": {}}, "linear?": {"*": {"accuracy": None}}},  # as probe_accuracies reads them
+    FINETUNE: {},
+    INSPECT: {},
+}
+
+
+def _metrics(**sections: tuple[str, ...]) -> dict[str, Any]:
+    """A layout of optional metric sections (``attention=("nmi", ...)``), each holding its keys."""
+    return {"metrics": {f"{name}?": dict.fromkeys(keys) for name, keys in sections.items()}}
+
+
+#: What each reader indexes beyond :data:`LAYOUTS`, by kind of file it reads.
+READERS: dict[str, dict[str, dict[str, Any]]] = {
+    "plot": {ANALYSIS: _metrics(
+        attention=("nmi", "nmi_std_over_heads", "distance_per_head", "nmi_per_head", "entropy_per_head"),
+        similarity=("heads_cosine", "depth_cosine", "tokens_cosine"),
+        spectrum=("token_log_sv", "token_delta_log_sv", "image_log_sv", "image_delta_log_sv"),
+        fourier=("freqs_over_pi", "delta_log_amplitude", "highest_freq_over_pi"))},
+    "report": {ANALYSIS: _metrics(attention=("distance", "nmi", "nmi_std_over_heads", "entropy"),
+                                  similarity=("heads_cosine", "depth_cosine", "tokens_cosine"),
+                                  fourier=("highest_freq_over_pi", "delta_log_amplitude_at_highest"))},
+    "inspect": {ANALYSIS: _metrics(attention=("nmi_per_head",))},  # the per-head NMI KDE
+    "findings": {
+        ANALYSIS: _metrics(attention=("distance", "nmi"), spectrum=("token_log_sv",),
+                           fourier=("delta_log_amplitude_at_highest",)),
+        COMPARE: {"cka": {}, "agreement?": {"kendall_tau_b": {"all": {}}}},
+        ROBUSTNESS: {"models": {"[]": {"noise?": {"drop": None}, "shape_bias?": {"shape_bias": None}}}},
+        FINETUNE: {"accuracy": None},
+    },
+}
+
+
+def missing_keys(obj: Any, layout: dict[str, Any] | None, where: str = "") -> list[str]:
+    """The dotted names of what ``layout`` (see :data:`LAYOUTS`) asks for and ``obj`` lacks."""
+    if layout is None:
+        return []
+    if "[]" in layout:
+        if not isinstance(obj, list):
+            return [f"{where or 'the file'} (a list)"]
+        return [m for i, item in enumerate(obj) for m in missing_keys(item, layout["[]"], f"{where}[{i}]")]
+    if not isinstance(obj, dict):
+        return [f"{where or 'the file'} (an object)"]
+    out = []
+    for key, sub in layout.items():
+        name = key.removesuffix("?")
+        if name == "*":
+            out += [m for k, v in obj.items() for m in missing_keys(v, sub, f"{where}.{k}" if where else k)]
+            continue
+        path = f"{where}.{name}" if where else name
+        if obj.get(name) is not None:
+            out += missing_keys(obj[name], sub, path)
+        elif not key.endswith("?") and (name not in obj or sub is not None):  # null where an object belongs
+            out.append(path)
+    return out
+
+
+def kind_of(results: dict[str, Any], path: Path) -> str | None:
+    """The kind a results file declares (``kind`` or ``format``), else the one its name tells."""
+    return results.get("kind") or results.get("format") or KIND_OF_NAME.get(path.name)
+
+
+def read_results(path: str | Path, kind: str | None = None, reader: str | None = None) -> dict[str, Any]:
+    """A vitscope results file, checked: readable JSON, of a known kind (``kind`` when given), of a
+    schema version this vitscope reads, holding every key of its :data:`LAYOUTS` and every key
+    ``reader`` (one of :data:`READERS`) indexes in it.
+
+    Anything else is one :class:`VitscopeError` line naming the file and what is wrong or missing.
+    """
+    p = Path(path)
+    try:
+        r = read_json(p)
+    except json.JSONDecodeError as e:
+        raise VitscopeError(f"results file {p} is not valid JSON ({e.msg} at line {e.lineno}; truncated?)") from e
+    except (OSError, ValueError) as e:
+        raise VitscopeError(f"cannot read results file {p}: {getattr(e, 'strerror', None) or e}") from e
+    found = kind_of(r, p) if isinstance(r, dict) else None
+    if found not in LAYOUTS or (kind is not None and found != kind):
+        raise VitscopeError(f"{p} is not a {kind or 'vitscope'} results file" + (f" (its kind is '{found}')" if found else ""))
+    version = r.get("schema_version", 0)
+    if not isinstance(version, int):
+        raise VitscopeError(f"{p} has schema_version {version!r}, not a whole number")
+    if version > SCHEMA_VERSION:
+        raise VitscopeError(f"{p} has results schema version {version}, newer than this vitscope reads "
+                            f"({SCHEMA_VERSION}): upgrade vitscope to read it")
+    needs = READERS[reader].get(found) if reader else None
+    missing = list(dict.fromkeys(missing_keys(r, LAYOUTS[found]) + missing_keys(r, needs)))
+    if missing:
+        raise VitscopeError(f"{p} lacks {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                            f"(a {found} file, schema version {version}): rewrite it with this vitscope")
+    return r
+
+
+def write_results(path: str | Path, results: dict[str, Any]) -> None:
+    """Atomically write a results file (:func:`write_json`), stamped with :data:`SCHEMA_VERSION`."""
+    write_json(path, {"schema_version": SCHEMA_VERSION, **results})
 
 
 def probe_accuracies(probe: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
@@ -149,16 +267,7 @@ def probe_accuracies(probe: dict[str, Any]) -> dict[str, dict[str, list[float]]]
     return out
 
 
-def read_analysis(path: str | Path) -> dict[str, Any]:
-    """A ``vitscope analyze`` results file (or its folder); a one-line error for anything else."""
-    from vitscope.errors import VitscopeError
-
+def read_analysis(path: str | Path, reader: str | None = None) -> dict[str, Any]:
+    """A ``vitscope analyze`` results file (or its folder), checked by :func:`read_results`."""
     p = Path(path)
-    p = p / "results.json" if p.is_dir() else p
-    try:
-        r = read_json(p)
-    except (OSError, ValueError) as e:
-        raise VitscopeError(f"cannot read results file {p}: {e}") from e
-    if not isinstance(r, dict) or r.get("kind") != "vitscope-analysis":
-        raise VitscopeError(f"{p} is not a `vitscope analyze` results file")
-    return r
+    return read_results(p / "results.json" if p.is_dir() else p, ANALYSIS, reader)

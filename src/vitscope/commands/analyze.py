@@ -38,7 +38,7 @@ def analyze(
     from vitscope.metrics.spectrum import IMAGE_RANK_RULE
     from vitscope.models import load
     from vitscope.report.plots import plot_all
-    from vitscope.results import check_output_folder, ensure_dir, versions, write_json
+    from vitscope.results import check_output_folder, ensure_dir, versions, write_results
 
     rank, world, dev = init_distributed(device)
     if rank == 0:
@@ -87,7 +87,7 @@ def analyze(
                               "depth_index": "decoder block i (spectrum/fourier: 0 = decoder input)"}
     if rank == 0:
         ensure_dir(out)
-        write_json(out / "results.json", results)
+        write_results(out / "results.json", results)
         if plots:
             plot_all([(str(model_spec), results["metrics"])], out)
     return results

@@ -43,7 +43,7 @@ def finetune(
     from vitscope.eval.finetune import finetune as run_finetune
     from vitscope.eval.finetune import train_transform
     from vitscope.eval.labelled import check_same_classes, open_labelled
-    from vitscope.results import provenance, write_json
+    from vitscope.results import FINETUNE, provenance, write_results
     from vitscope.models import load
 
     cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -59,7 +59,7 @@ def finetune(
                            workers=workers, progress=True)
     results["provenance"] = provenance(model=model, train_data=train_data, val_data=val_data,
                                        train_images=len(train), val_images=len(val), seed=seed, device=str(dev))
-    write_json(out / "finetune.json", results)
+    write_results(out / "finetune.json", {"kind": FINETUNE, **results})
     typer.echo(f"final-epoch val accuracy {100 * results['accuracy']:.2f}%; checkpoint {results['checkpoint']}")
 
 

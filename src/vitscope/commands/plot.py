@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
             return
         runs = []
         for i, p in enumerate(results):
-            r = read_analysis(p)
+            r = read_analysis(p, reader="plot")
             runs.append((label[i] if label and i < len(label) else r["model"]["spec"], r["metrics"]))
         for path in plot_all(runs, out):
             typer.echo(str(path))

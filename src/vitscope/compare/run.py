@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 from vitscope.capture import Taps, TapError, ViTInfo, vit_info
-from vitscope.results import versions, write_json
+from vitscope.results import COMPARE, versions, write_results
 from vitscope.runtime import autocast, distributed, init_distributed, shard_batches
 from vitscope.compare.grams import LAYER_TYPES, GramCollector
 from vitscope.compare.paired import PairedTransform
@@ -42,7 +42,7 @@ from vitscope.models import load
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
-RESULTS_FORMAT = "vitscope-compare"
+RESULTS_FORMAT = COMPARE
 
 
 @dataclass
@@ -274,7 +274,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     if rank != 0:
         return results
     out = Path(cfg.out)
-    write_json(out / "results.json", results)
+    write_results(out / "results.json", results)
     title = f"{label_a}: {sides[0].spec}" + (f"   {label_b}: {sides[1].spec}" if len(sides) == 2 else "")
     title += f"   ({seen} images, {cfg.token_reduction})"
     for t, m in matrices.items():

@@ -32,7 +32,7 @@ from vitscope.eval.knn import K, TEMPERATURE, knn_accuracy_per_block
 from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file, save_probe
 from vitscope.eval.plots import plot_per_block
-from vitscope.results import ensure_dir, provenance, write_json
+from vitscope.results import PROBE, ensure_dir, provenance, write_results
 from vitscope.models import load
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
     tr, va = feats["train"], feats["val"]
     num_classes = train.num_classes
     results: dict = {
+        "kind": PROBE,
         "provenance": provenance(
             model=run.model, train_data=run.train_data, val_data=run.val_data,
             train_images=tr.num_images, val_images=va.num_images,
@@ -144,7 +145,7 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
                                feature=kind, model_layer=layer, classes=train.classes)
             save_probe(out / "probe.pt", state)
             results["saved_probe"] = {"path": str(out / "probe.pt"), "feature": kind, "layer": layer}
-    write_json(out / "probe.json", results)
+    write_results(out / "probe.json", results)
     _plots(results, out, run.model)
     return results
 

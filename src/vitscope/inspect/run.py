@@ -29,7 +29,7 @@ from vitscope.inspect.views import (default_queries, parse_query, pca_before_aft
                                     query_maps, to_pixels, tsne_2d)
 from vitscope.metrics.attention import attention_distance, attention_nmi, grid_distances, patch_attention
 from vitscope.report.explorer import ExplorerImage, render_explorer
-from vitscope.results import provenance, read_analysis, write_json
+from vitscope.results import INSPECT, provenance, read_analysis, write_results
 
 EXPLORER_BUDGET = 8 * 2**20  # bytes of uint8 attention the explorer may embed
 
@@ -58,10 +58,10 @@ def nmi_kde(results: Sequence[Path], labels: Sequence[str], block: int | None, o
     """Fig. E.1b from analysis ``results.json`` files: the per-head NMI of one block (1-based; None = last)."""
     runs, blocks = [], []
     for i, p in enumerate(results):
-        r = read_analysis(p)
-        per_head = ((r.get("metrics") or {}).get("attention") or {}).get("nmi_per_head")
-        if not per_head:
-            raise VitscopeError(f"{p} is not a `vitscope analyze` results file with attention metrics")
+        r = read_analysis(p, reader="inspect")
+        if "attention" not in r["metrics"]:
+            raise VitscopeError(f"{p} has no attention metrics; analyze with --metrics attention")
+        per_head = r["metrics"]["attention"]["nmi_per_head"]
         b = resolve_block(block, len(per_head))
         blocks.append(b)
         runs.append((labels[i] if i < len(labels) else str(r["model"].get("spec")), per_head[b]))
@@ -153,5 +153,5 @@ def inspect_model(model: nn.Module, imgs: Images, out: Path, *, queries: Sequenc
 
 def write_inspect(out: Path, entries: dict[str, Any], **fields: Any) -> Path:
     """``out/inspect.json`` with provenance, atomically."""
-    write_json(out / "inspect.json", {"kind": "vitscope-inspect", **provenance(**fields), **entries})
+    write_results(out / "inspect.json", {"kind": INSPECT, **provenance(**fields), **entries})
     return out / "inspect.json"

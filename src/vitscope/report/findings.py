@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vitscope.errors import VitscopeError
-from vitscope.results import probe_accuracies, read_json
+from vitscope.results import probe_accuracies, read_results
 
 FAMILIES = ("cl", "mim", "hybrid")
 HOLDS, FAILS, NO_DATA = "holds", "does not hold", "not enough data"
@@ -104,7 +104,7 @@ def gather(folders: Sequence[Path], families: Mapping[str, str]) -> Evidence:
         name = folder.name
         for file in ("results.json", "probe.json", "finetune.json"):
             if (folder / file).is_file():
-                _add(ev, name, file, read_json(folder / file), families)
+                _add(ev, name, file, read_results(folder / file, reader="findings"), families)
     return ev
 
 

@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from vitscope.results import probe_accuracies, read_json, write_atomic
+from vitscope.results import probe_accuracies, read_results, write_atomic
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -96,7 +96,7 @@ def section(folder: Path) -> str:
     for name in RESULT_FILES:
         if not (folder / name).exists():
             continue
-        r = read_json(folder / name)
+        r = read_results(folder / name, reader="report")
         parts.append("<table>" + "".join(f"<tr><td class=k>{html.escape(k)}</td><td style='text-align:left'>"
                                          f"{html.escape(v)}</td></tr>" for k, v in _provenance(r, name)) + "</table>")
         cols = _analysis_columns(r["metrics"]) if r.get("kind") == "vitscope-analysis" else _probe_columns(r)

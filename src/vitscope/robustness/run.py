@@ -29,7 +29,7 @@ from vitscope.eval.classifier import classifier
 from vitscope.models.load import load
 from vitscope.robustness.cue_conflict import CueConflictImages, conflicting
 from vitscope.robustness.noise import BAND_NORMS, NOISE_SCALES, add_pixel_noise, band_limited_noise, band_mask
-from vitscope.results import provenance, read_json, to_plain, write_json
+from vitscope.results import ROBUSTNESS, provenance, read_results, to_plain, write_results
 from vitscope.robustness.plots import plot_all
 from vitscope.runtime import resolve_device
 from vitscope.robustness.shape_bias import (
@@ -44,7 +44,7 @@ from vitscope.robustness.shape_bias import (
     shape_bias,
 )
 
-RESULTS_FORMAT = "vitscope-robustness"
+RESULTS_FORMAT = ROBUSTNESS
 DEFAULT_FREQUENCIES = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1π, ..., π
 
 
@@ -264,7 +264,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
                             "band_norm": cfg.band_norm, "scale": cfg.noise_scale, "strength": cfg.noise_strength,
                             "units": "frequencies and band width in π; strength in pixel units (images in [0, 1])"}
     out = Path(cfg.out)
-    write_json(out / "results.json", results)
-    saved = read_json(out / "results.json")
+    write_results(out / "results.json", results)
+    saved = read_results(out / "results.json", RESULTS_FORMAT)
     plot_all(saved, out)
     return saved
