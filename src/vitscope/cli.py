@@ -25,7 +25,7 @@ from vitscope.allocator import retain_freed_memory
 from vitscope.errors import VitscopeError
 
 COMMANDS = ("analyze", "inspect", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo",
-            "demo")
+            "demo", "signature")
 
 app = typer.Typer(
     name="vitscope",

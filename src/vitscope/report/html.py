@@ -101,6 +101,10 @@ def section(folder: Path) -> str:
                                          f"{html.escape(v)}</td></tr>" for k, v in _provenance(r, name)) + "</table>")
         cols = _analysis_columns(r["metrics"]) if r.get("kind") == "vitscope-analysis" else _probe_columns(r)
         parts.append(_per_block_table(cols))
+    if (folder / "signature.json").exists():  # written by `vitscope signature`
+        from vitscope.report.signature import read_signature, table_html
+
+        parts.append(table_html(read_signature(folder / "signature.json")))
     for png in sorted(folder.glob("*.png")):
         data = base64.b64encode(png.read_bytes()).decode()
         parts.append(f"<div><img alt='{html.escape(png.name)}' src='data:image/png;base64,{data}'></div>")
