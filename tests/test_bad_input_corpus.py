@@ -4,7 +4,8 @@ The corpus (built once, in a temporary folder): images (zero-byte, truncated, ra
 decompression bomb, odd modes, extreme aspect ratios, 1×1 px) mixed with good ones; checkpoints
 (random bytes, zero-byte, a NaN weight, a wrong architecture, a code-executing pickle, a CNN's
 state dict); output paths (an existing file, a folder under a file); class maps (malformed
-JSON, a JSON list, unknown classes); cue-conflict tar members (corrupt, not an image).
+JSON, a JSON list, unknown classes); cue-conflict tar members (corrupt, not an image); results
+files (truncated, lacking keys readers need, from a newer vitscope).
 
 Each command is one entry of :data:`COMMANDS`: its good invocation, where its model / data /
 output go, how its results count skipped images, and its own bad option values. Every kind of
@@ -147,12 +148,16 @@ def corpus(tmp_path_factory) -> Corpus:
         nan = timm.create_model("vit_tiny_patch4_32", **TINY_KWARGS)
         nan.blocks[0].mlp.fc1.weight[3, 5] = float("nan")
     torch.save(tiny_checkpoint(nan), ck / "nan.pt")
+    with torch.no_grad():  # finite weights whose products overflow: block 0's MLP gives inf
+        overflow = timm.create_model("vit_tiny_patch4_32", **TINY_KWARGS)
+        overflow.blocks[0].mlp.fc1.weight.fill_(3e38)
+    torch.save(tiny_checkpoint(overflow), ck / "overflow.pt")
     c.pwned = root / "pwned"
     torch.save({"model": model.state_dict(), "hook": RunsCode(c.pwned)}, ck / "evil.pt")
     torch.save({"conv1.weight": torch.randn(8, 3, 7, 7), "bn1.weight": torch.ones(8), "bn1.bias": torch.zeros(8),
                 "layer1.0.conv1.weight": torch.randn(8, 8, 3, 3), "fc.weight": torch.randn(2, 8),
                 "fc.bias": torch.zeros(2)}, ck / "cnn.pt")
-    c.bad_models = {name: str(ck / f"{name}.pt") for name in ("random", "zero", "nan", "evil", "cnn")}
+    c.bad_models = {name: str(ck / f"{name}.pt") for name in ("random", "zero", "nan", "overflow", "evil", "cnn")}
     c.bad_models["wrong-arch"] = f"{root / 'plain.pt'}@vit_tiny_patch4_32"
     c.bad_models["unknown-spec"] = "nonesuch:model"
 
@@ -181,7 +186,24 @@ def corpus(tmp_path_factory) -> Corpus:
                         "--workers", "0", "--no-progress", "--batch-size", "4", "--device", "cpu"])
     assert code == 0, err
     c.analysis = str(root / "analysis")
+    write_broken_results(root / "analysis" / "results.json", root / "results")
     return c
+
+
+def write_broken_results(good: Path, folder: Path) -> None:
+    """Results folders ``folder/NAME`` made from the good analysis ``good``: ``truncated`` (half the
+    bytes), ``no-nmi`` and ``no-model`` (keys readers need deleted), ``newer`` (a future schema)."""
+    text = good.read_text()
+    r = json.loads(text)
+    no_nmi, no_model, newer = json.loads(text), json.loads(text), json.loads(text)
+    del no_nmi["metrics"]["attention"]["nmi"], no_nmi["metrics"]["attention"]["nmi_per_head"], no_model["model"]
+    newer["schema_version"] = 99
+    broken = {"truncated": text[: len(text) // 2], "no-nmi": json.dumps(no_nmi), "no-model": json.dumps(no_model),
+              "newer": json.dumps(newer)}
+    assert r["schema_version"] == 1
+    for name, content in broken.items():
+        (folder / name).mkdir(parents=True)
+        (folder / name / "results.json").write_text(content)
 
 
 # ---------------------------------------------------------------- running a command
@@ -246,7 +268,10 @@ class Command:
 
 
 def results(path: Path, name: str = "results.json") -> dict:
-    return json.loads((path / name).read_text())
+    """A results file the command wrote, read as every reader reads it: its layout is what they need."""
+    from vitscope.results import READERS, read_results
+
+    return [read_results(path / name, reader=reader) for reader in (*READERS, None)][-1]
 
 
 def count(msgs: object) -> int:
@@ -254,6 +279,11 @@ def count(msgs: object) -> int:
 
 
 COMMON = {"--workers": "0", "--device": "cpu"}
+#: Broken results files (see :func:`write_broken_results`) and what each reader must say about them.
+BROKEN_RESULTS = {"truncated": r"results/truncated/results.json is not valid JSON",
+                  "no-nmi": r"results/no-nmi/results.json lacks metrics\.attention\.nmi",
+                  "no-model": r"results/no-model/results.json lacks model",
+                  "newer": r"results/newer/results.json has results schema version 99, newer .*upgrade vitscope"}
 
 COMMANDS: dict[str, Command] = {
     "analyze": Command(
@@ -317,6 +347,13 @@ COMMANDS: dict[str, Command] = {
         model=None,
         bad_options=[{"": ["{root}/nonesuch"]}, {"": ["{root}/good"]}],
     ),
+    "inspect": Command(
+        lambda c: {"--model": c.model, "--data": c.good, "--device": "cpu", "--images": "4"},
+        data="--data", skipped=lambda o: count(results(o, "inspect.json")["data"]["skipped"]),
+        bad_options=[{"--images": "0"}, {"--block": "0"}, {"--query": "9,9"}, {"--precision": "fp13"},
+                     {"--device": "tpu"}, {"--class": "nonesuch"}],
+        with_mixed={"--images": "18"},  # every image of the mixed folder, the unreadable ones too
+    ),
 }
 
 
@@ -339,7 +376,8 @@ def cases(kind: str) -> list:
     for name, cmd in COMMANDS.items():
         if kind == "model" and cmd.model:
             out += [pytest.param(name, bad, id=f"{name}-{bad}") for bad in
-                    ("random", "zero", "nan", "evil", "cnn", "wrong-arch", "unknown-spec")]
+                    ("random", "zero", "nan", "overflow", "evil", "cnn", "wrong-arch", "unknown-spec")
+                    if (name, bad) not in UNCHECKED]
         elif kind == "data" and cmd.data:
             out.append(pytest.param(name, id=name))
         elif kind == "option":
@@ -350,8 +388,12 @@ def cases(kind: str) -> list:
     return out
 
 
+#: Bad models a command does not look for: pretrain trains the checkpoint it is given, and its
+#: loss, not a check of the activations, shows a model that overflows.
+UNCHECKED = {("pretrain", "overflow")}
 MODEL_ERRORS = {"random": "not a checkpoint", "zero": "empty file", "nan": r"non-finite weights.*blocks\.0\.mlp\.fc1.*block 0",
-                "evil": "arbitrary Python objects", "cnn": "not a ViT", "wrong-arch": "does not fit|has no model",  # pretrain: no @ARCH
+                "overflow": r"non-finite activations \(NaN/inf\): they first appear in the output of block 0",
+                "evil": "arbitrary Python objects", "cnn": "not a ViT", "wrong-arch": "does not fit",
                 "unknown-spec": "unknown model spec"}
 
 
@@ -383,6 +425,24 @@ def test_unreadable_images_are_skipped_and_counted(corpus, name):
 @pytest.mark.parametrize("name, i", cases("option"))
 def test_bad_option_is_one_line(corpus, name, i):
     assert_one_line_error(argv_of(name, corpus, corpus.out(f"{name}-opt{i}"), **COMMANDS[name].bad_options[i]))
+
+
+#: Every reader of results files: the command and how it is given one results folder.
+READERS: dict[str, tuple[str, Callable[[str], Args]]] = {
+    "plot": ("plot", lambda f: {"": [f]}),
+    "report": ("report", lambda f: {"": [f]}),
+    "findings": ("report", lambda f: {"": [f], "--family": f"{Path(f).name}=cl"}),
+    "inspect-nmi-kde": ("inspect", lambda f: {"--results": f}),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN_RESULTS))
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_broken_results_file_is_one_line_naming_file_and_fault(corpus, reader, broken):
+    name, given = READERS[reader]
+    folder = str(corpus.root / "results" / broken)
+    assert_one_line_error(argv_of(name, corpus, corpus.out(f"{reader}-{broken}"), **given(folder)),
+                          BROKEN_RESULTS[broken])
 
 
 @pytest.mark.parametrize("name, where", cases("out"))

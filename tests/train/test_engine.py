@@ -22,6 +22,19 @@ def test_build_vit_fresh_with_kwargs_and_rejects_unknown():
         build_vit("vit_does_not_exist", seed=0)
 
 
+def test_build_vit_continues_a_checkpoint_named_path_at_arch(tmp_path, tiny_vit):
+    """``PATH@ARCH`` is a checkpoint with its architecture, not a timm name (issue 19.6)."""
+    import torch
+
+    model = tiny_vit(img_size=32, embed_dim=192, depth=12, num_heads=3)  # vit_tiny_patch4_32 itself
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    vit, _ = build_vit(f"{tmp_path / 'plain.pt'}@vit_tiny_patch4_32", seed=1)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(vit.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    with pytest.raises(VitscopeError, match="does not fit"):
+        build_vit(f"{tmp_path / 'plain.pt'}@vit_small_patch4_32", seed=1)
+
+
 def test_no_weight_decay_on_biases_norms_tokens(tiny_vit):
     model = SimMIM(ViTEncoder(tiny_vit()))
     decay, no_decay = param_groups(model, 0.05)

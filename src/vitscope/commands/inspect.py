@@ -26,9 +26,10 @@ def inspect(out: Path, *, model_spec: str | None = None, image: list[Path] | Non
     from vitscope.inspect.collect import from_folder, from_paths
     from vitscope.inspect.run import inspect_model, nmi_kde, write_inspect
     from vitscope.models import load
+    from vitscope.results import ensure_dir
     from vitscope.runtime import resolve_device
 
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     entries: dict[str, Any] = {}
     fields: dict[str, Any] = {"seed": seed}
     if results:

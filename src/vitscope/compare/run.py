@@ -38,6 +38,7 @@ from vitscope.eval.classifier import classifier
 from vitscope.metrics.agreement import PredictionAgreement
 from vitscope.metrics.cka import TOKEN_REDUCTIONS, MinibatchCKA
 from vitscope.models import load
+from vitscope.models.finite import check_finite_activations
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,9 @@ def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: to
             grams, scores = [], []
             for side, tap, x in zip(sides, taps, views):
                 with torch.no_grad(), autocast(device, precision):
-                    out = side.forward(x.to(device, non_blocking=True))
+                    x = x.to(device, non_blocking=True)
+                    out = side.forward(x)
+                    check_finite_activations(side.model, out, lambda: side.forward(x))
                 tap.check()
                 grams.append(side.collector.take())
                 scores.append(out)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from vitscope.capture import Taps, vit_info
 from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.errors import VitscopeError
+from vitscope.models.finite import check_finite_activations
 from vitscope.eval.classifier import pool_tokens
 from vitscope.eval.labelled import LabelledSet
 from vitscope.results import ensure_dir, write_json
@@ -143,6 +144,7 @@ def extract_features(
                 batch_out[k] = torch.empty(b, depth, dim, device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 final = model.forward_head(model.forward_features(x), pre_logits=True)
+                check_finite_activations(model, final, lambda: model.forward_features(x))
             taps.check()
             for k in kinds:
                 blocks[k][n:n + b] = batch_out[k].to("cpu", torch.float16).numpy()

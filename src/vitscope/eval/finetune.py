@@ -42,6 +42,7 @@ from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.data.images import collate
 from vitscope.data.transforms import model_data_config
 from vitscope.errors import VitscopeError
+from vitscope.models.finite import check_finite_activations
 from vitscope.eval.labelled import LabelledSet
 from vitscope.eval.reinit import parse_reinit, reinit_blocks
 from vitscope.results import atomic_torch_save
@@ -176,8 +177,10 @@ def evaluate(model: nn.Module, data: LabelledSet, batch_size: int, device: torch
     model.eval()
     correct = total = 0
     for batch in iterate(make_loader(data.dataset, batch_size, workers=workers), SkipLog()):
+        x = batch.images.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(batch.images.to(device))
+            logits = model(x)
+            check_finite_activations(model, logits, lambda: model(x))
         correct += int((logits.argmax(-1).cpu() == batch.labels).sum())
         total += len(batch.labels)
     if total == 0:
@@ -264,7 +267,9 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
             if mix is not None:
                 x, y = mix(x, y)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = criterion(model(x), y)
+                logits = model(x)
+                check_finite_activations(model, logits, lambda: model(x))
+                loss = criterion(logits, y)
             if not torch.isfinite(loss):
                 raise VitscopeError(f"fine-tuning loss is {loss.item()} at epoch {epoch + 1}: lower --lr")
             opt.zero_grad(set_to_none=True)

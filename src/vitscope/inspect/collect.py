@@ -17,6 +17,7 @@ from vitscope.capture import Taps
 from vitscope.data.images import ImageFolder, UnreadableImage, read_image
 from vitscope.data.transforms import model_transform
 from vitscope.errors import VitscopeError
+from vitscope.models.finite import check_finite_activations
 from vitscope.runtime import autocast
 
 MAX_TSNE_IMAGES = 18
@@ -108,7 +109,9 @@ def collect(model: nn.Module, images: torch.Tensor, taps: Iterable[str], *, devi
 
     with Taps(model, taps, keep) as hooks, torch.inference_mode():
         for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
             with autocast(device, precision):
-                model.forward_features(images[start:start + batch_size].to(device))
+                features = model.forward_features(x)
+                check_finite_activations(model, features, lambda: model.forward_features(x))
             hooks.check()
     return {tap: [torch.cat(parts) for parts in layers] for tap, layers in out.items()}

@@ -62,3 +62,17 @@ def check_finite_activations(model: nn.Module, features: torch.Tensor, forward: 
         stage = first_nonfinite_stage(model, forward)
         raise VitscopeError(f"non-finite activations (NaN/inf): they first appear in the output of {stage}; "
                             f"try --precision fp32 or check the model's weights")
+
+
+class FiniteChecked(nn.Module):
+    """``module`` (a classifier around the ViT ``vit``) whose every output goes through
+    :func:`check_finite_activations`, stages named in ``vit``."""
+
+    def __init__(self, module: nn.Module, vit: nn.Module) -> None:
+        super().__init__()
+        self.module, self.vit = module, vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        check_finite_activations(self.vit, out, lambda: self.module(x))
+        return out

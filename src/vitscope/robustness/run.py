@@ -27,6 +27,7 @@ from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import classifier
 from vitscope.models.load import load
+from vitscope.models.finite import FiniteChecked
 from vitscope.robustness.cue_conflict import CueConflictImages, conflicting
 from vitscope.robustness.noise import BAND_NORMS, NOISE_SCALES, add_pixel_noise, band_limited_noise, band_mask
 from vitscope.results import ROBUSTNESS, provenance, read_results, to_plain, write_results
@@ -236,7 +237,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
     for spec, probe in zip(cfg.models, probes):
         model = load(spec, seed=cfg.seed)
         clf, class_names = classifier(model, probe)
-        clf = clf.to(device).eval()
+        clf = FiniteChecked(clf, model).to(device).eval()
         num_outputs = len(class_names) if class_names else int(getattr(model, "num_classes", 0))
         transform = model_transform(model)
         entry: dict[str, Any] = {"spec": getattr(model, "vitscope_spec", spec), "probe": probe,

@@ -57,9 +57,9 @@ def build_vit(spec: str, *, seed: int, drop_path: float = 0.0, kwargs: dict[str,
               frozen_patch_embed: bool = False) -> tuple[nn.Module, str]:
     """A timm ViT and its architecture name from ``NAME``/``random:NAME`` (fresh, created with
     ``kwargs``; a patch embedding to be frozen gets MoCo v3's init), ``timm:NAME``
-    (pretrained) or a checkpoint file (continued)."""
+    (pretrained) or a checkpoint file, ``PATH`` or ``PATH@ARCH`` (continued)."""
     name = spec.removeprefix("random:")
-    if ":" not in name and not Path(name).exists():
+    if ":" not in name and "@" not in name and not Path(name).exists():  # timm names hold no "@"
         torch.manual_seed(seed)
         vit = create_timm(name, pretrained=False, drop_path_rate=drop_path, **(kwargs or {}))
         if frozen_patch_embed:
