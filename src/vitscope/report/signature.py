@@ -527,7 +527,7 @@ def _dots(ax: Any, xs: Sequence[float], ys: Sequence[float | None], lim: tuple[f
     for x, y in pos:
         inside = lim[0] <= y <= lim[1]
         marker = "o" if inside else ("^" if y > lim[1] else "v")
-        ax.plot(x, min(max(y, lim[0]), lim[1]), marker, color=color, ms=4.5)
+        ax.plot(x, min(max(y, lim[0]), lim[1]), marker, color=color, ms=4.5, clip_on=inside)
         if not inside:
             ax.annotate(f"{y:.1f}", (x, min(max(y, lim[0]), lim[1])), fontsize=6.5, color=color,
                         xytext=(4, -3 if y > lim[1] else 1), textcoords="offset points")
