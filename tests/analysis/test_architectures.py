@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from cli_helpers import run_cli
 from vitscope.commands.analyze import analyze
@@ -50,15 +51,16 @@ def images(tmp_path_factory):
     return write_synthetic_folder(tmp_path_factory.mktemp("imgs"), 6, size=32)
 
 
-def use_tiny(monkeypatch, name: str, kwargs: dict) -> str:
-    """Make ``load`` (as ``analyze`` calls it) build the tiny ``name``; return the spec to pass."""
+def use_tiny(monkeypatch, name: str, kwargs: dict, edit=None) -> str:
+    """Make ``load`` (as ``analyze`` calls it) build the tiny ``name`` (then ``edit(model)``, if
+    given); return the spec to pass."""
     spec = f"random:{name}"
 
     def tiny(s: str, *, seed: int = 0):
-        import torch
-
         torch.manual_seed(seed)
         model = create_timm(name, pretrained=False, **kwargs).eval()
+        if edit is not None:
+            edit(model)
         model.vitscope_spec = s
         return model
 
@@ -125,3 +127,58 @@ def test_families_without_token_attention_are_refused_in_one_line(name, images, 
     assert code == 2 and why in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "results.json").exists()
+
+
+def zero_scores(model) -> None:
+    """Zero every query projection (and SAM's relative position tables): all attention scores of a
+    row are equal, so every softmax is uniform over its keys."""
+    with torch.no_grad():
+        for blk in [*model.blocks, *getattr(model, "blocks_token_only", [])]:
+            attn = blk.attn
+            if hasattr(attn, "qkv"):
+                dim = attn.qkv.weight.shape[1]
+                attn.qkv.weight[:dim] = 0
+                if attn.qkv.bias is not None:
+                    attn.qkv.bias[:dim] = 0
+            else:  # CaiT's class attention: q of the class token
+                attn.q.weight.zero_()
+                attn.q.bias.zero_()
+            for table in ("rel_pos_h", "rel_pos_w"):
+                if getattr(attn, table, None) is not None:
+                    getattr(attn, table).zero_()
+
+
+def uniform_values(grid: int, window: int, patch: int) -> tuple[float, float, float]:
+    """Distance (px), NMI and entropy of attention uniform over each query's window-mates on a
+    ``grid × grid`` grid cut into ``window × window`` windows from the top left (the last ones
+    cut short by the grid's edge), by enumerating the patches; ``window = grid``: global."""
+    cells = [(y, x) for y in range(grid) for x in range(grid)]
+    distance = entropy = 0.0
+    for y, x in cells:
+        mates = [(v, u) for v, u in cells if v // window == y // window and u // window == x // window]
+        distance += sum(math.dist((y, x), m) for m in mates) * patch / len(mates)
+        entropy += math.log(len(mates))
+    n = len(cells)
+    distance, entropy = distance / n, entropy / n
+    return distance, (math.log(n) - entropy) / math.log(n), entropy  # p(k) = 1/n for every key
+
+
+@pytest.mark.parametrize("name", ["samvit_base_patch16", "cait_xxs24_224"])
+def test_uniform_attention_end_to_end_by_hand(name, images, tmp_path, monkeypatch):
+    """With every query zeroed each softmax is uniform, and analyze must give the values counted
+    patch by patch: SAM's windowed block (5×5 grid in 2×2 windows, padded) and global block;
+    CaiT's self-attention blocks (talking heads mix equal scores: still uniform) and its class
+    attention, whose entropy over the 16 patches is log 16."""
+    kwargs, _ = SUPPORTED[name]
+    spec = use_tiny(monkeypatch, name, kwargs, edit=zero_scores)
+    a = analyze(spec, str(images), tmp_path, metrics="attention", batch_size=4, workers=0, progress=False,
+                plots=False)["metrics"]["attention"]
+    windows = a.get("window_sizes", [0, 0])
+    grid = 5 if name.startswith("samvit") else 4
+    for layer, window in enumerate(windows):
+        expected = uniform_values(grid, window or grid, 8)
+        got = (a["distance_per_head"][layer], a["nmi_per_head"][layer], a["entropy_per_head"][layer])
+        for e, g, what in zip(expected, got, ("distance", "nmi", "entropy")):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6, err_msg=f"block {layer} {what}")
+    if name.startswith("cait"):
+        np.testing.assert_allclose(a["class_attention"]["entropy_per_head"], math.log(16), rtol=1e-6)
