@@ -461,7 +461,7 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
             if "missing" in p:
                 continue
             for band, b in p["bands"].items():
-                pos = "does not separate" if b["position"] is None else f"{b['position']:.2f}"
+                pos = "does not separate" if b["position"] is None else f"{round(b['position'], 2) + 0.0:.2f}"  # no -0.00
                 rows.append((sig["spec"], p["label"], p["figure"], band, pos, num(b["model"]), num(b["cl"]),
                              num(b["mim"]), num(b["spread"])))
     return rows
