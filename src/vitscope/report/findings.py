@@ -145,7 +145,7 @@ def last_quarter(v: Sequence[float]) -> float:
     return float(np.mean(v[-math.ceil(len(v) / 4):]))
 
 
-def _mean_log(rows: list[list[float]]) -> list[float]:
+def mean_log(rows: list[list[float]]) -> list[float]:
     """Mean log singular value per depth over the defined (finite) values: the log volume."""
     return [float(np.mean([x for x in row if x is not None and x > -600])) for row in rows]
 
@@ -375,7 +375,7 @@ def _volume_change(key: str) -> Callable[[Any], float | None]:
     def value(m: Any) -> float | None:
         if "spectrum" not in m:
             return None
-        vol = _mean_log(m["spectrum"][key])
+        vol = mean_log(m["spectrum"][key])
         return vol[-1] - vol[0]
     return value
 

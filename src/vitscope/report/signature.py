@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from vitscope.errors import VitscopeError
-from vitscope.report.findings import _mean_log
+from vitscope.report.findings import mean_log
 from vitscope.results import probe_accuracies, read_json, read_results
 
 FORMAT = "vitscope-signature"
@@ -134,7 +134,7 @@ def token_volume_change(m: ModelResults) -> Curve | None:
     s = _metrics(m, "spectrum")
     if not s:
         return None
-    vol = np.asarray(_mean_log(s["token_log_sv"]))
+    vol = np.asarray(mean_log(s["token_log_sv"]))
     return Curve(vol[1:] - vol[0])
 
 
