@@ -237,6 +237,8 @@ def assert_counted_skip(argv: list[str]) -> str:
     code, out, err = run(argv)
     assert "Traceback" not in out + err, err[-3000:]
     assert code == 0, (code, error_lines(err)[-5:])
+    if "--no-progress" in argv:
+        assert not [ln for ln in err.replace("\r", "\n").splitlines() if PROGRESS.search(ln)], err[-1000:]
     return out
 
 
@@ -278,7 +280,7 @@ def count(msgs: object) -> int:
     return msgs if isinstance(msgs, int) else len(msgs)  # type: ignore[arg-type]
 
 
-COMMON = {"--workers": "0", "--device": "cpu"}
+COMMON = {"--workers": "0", "--device": "cpu", "--no-progress": None}
 #: Broken results files (see :func:`write_broken_results`) and what each reader must say about them.
 BROKEN_RESULTS = {"truncated": r"results/truncated/results.json is not valid JSON",
                   "no-nmi": r"results/no-nmi/results.json lacks metrics\.attention\.nmi",
@@ -287,7 +289,7 @@ BROKEN_RESULTS = {"truncated": r"results/truncated/results.json is not valid JSO
 
 COMMANDS: dict[str, Command] = {
     "analyze": Command(
-        lambda c: {"--model": c.model, "--data": c.good, **COMMON, "--batch-size": "4", "--no-progress": None,
+        lambda c: {"--model": c.model, "--data": c.good, **COMMON, "--batch-size": "4",
                    "--no-plots": None},
         data="--data", skipped=lambda o: count(results(o)["data"]["skipped"]),
         bad_options=[{"--images": "0"}, {"--images": "-3"}, {"--batch-size": "0"}, {"--metrics": "bogus"},
@@ -316,12 +318,12 @@ COMMANDS: dict[str, Command] = {
     ),
     "pretrain": Command(
         lambda c: {"--method": "simmim", "--model": "vit_tiny_patch4_32", "--data": c.good, "--epochs": "1",
-                   "--batch-size": "4", "--device": "cpu",
+                   "--batch-size": "4", "--device": "cpu", "--no-progress": None,
                    "--set": ["workers=0", "tensorboard=false", f"model_kwargs={PRETRAIN_KWARGS}"]},
         data="--data", skipped=None,
         bad_options=[{"--method": "bogus"}, {"--epochs": "-1"}, {"--batch-size": "0"}, {"--lambda": "2"},
                      {"--local-attention": "2"}, {"--set": ["nonesuch=1"]}, {"--set": ["epochs"]},
-                     {"--config": "{root}/bad.json"}, {"--resume": None}],
+                     {"--config": "{root}/bad.json"}, {"--resume": None}, {"--precision": "fp16"}],
         with_checkpoint={"--set": ["workers=0", "tensorboard=false"]},  # model_kwargs are for fresh models
         with_mixed={"--set": ["workers=0", "tensorboard=false", f"model_kwargs={PRETRAIN_KWARGS}",
                               "data_on_device=no"]},  # on-device data needs one image size
@@ -348,9 +350,9 @@ COMMANDS: dict[str, Command] = {
         bad_options=[{"": ["{root}/nonesuch"]}, {"": ["{root}/good"]}],
     ),
     "inspect": Command(
-        lambda c: {"--model": c.model, "--data": c.good, "--device": "cpu", "--images": "4"},
+        lambda c: {"--model": c.model, "--data": c.good, "--device": "cpu", "--images": "4", "--no-progress": None},
         data="--data", skipped=lambda o: count(results(o, "inspect.json")["data"]["skipped"]),
-        bad_options=[{"--images": "0"}, {"--block": "0"}, {"--query": "9,9"}, {"--precision": "fp13"},
+        bad_options=[{"--images": "0"}, {"--block": "0"}, {"--query": "9,9"}, {"--precision": "fp13"}, {"--batch-size": "0"},
                      {"--device": "tpu"}, {"--class": "nonesuch"}],
         with_mixed={"--images": "18"},  # every image of the mixed folder, the unreadable ones too
     ),

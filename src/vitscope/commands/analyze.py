@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
 from vitscope.models import SUPPORTED_SPECS
 
 log = logging.getLogger("vitscope")
@@ -98,20 +99,21 @@ def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("analyze", help=f"Per-layer attention, similarity, spectrum and Fourier analysis. "
+    @app.command("analyze", help=f"Attention, similarity, spectra and Fourier, layer by layer.\n\n"
+                                 f"Per-layer metrics of one model over an image set, in one pass. "
                                  f"MODEL: {SUPPORTED_SPECS}. DATA: an image folder, a .npz file or cifar10[:split].")
     def _cmd(
         model: Annotated[str, typer.Option("--model", "-m", help="model spec")],
         data: Annotated[str, typer.Option("--data", "-d", help="image folder, .npz, or cifar10[:train|test]")],
         out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
         images: Annotated[int | None, typer.Option(help="analyse a seeded random subset of N images")] = None,
-        batch_size: Annotated[int, typer.Option(help="images per batch")] = 64,
-        device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
-        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 autocast")] = "fp32",
+        batch_size: BatchSize = 64,
+        device: Device = "auto",
+        precision: Precision = "fp32",
         metrics: Annotated[str, typer.Option(help=METRIC_HELP)] = "attention,similarity,spectrum,fourier",
-        seed: Annotated[int, typer.Option(help="seed for the subset and random weights")] = 0,
+        seed: Seed = 0,
         workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: cores - 1)")] = None,
-        progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+        progress: Progress = True,
         plots: Annotated[bool, typer.Option(help="write one PNG per metric")] = True,
         decoder: Annotated[bool, typer.Option("--decoder", help="also the decoder of an MAE pretraining checkpoint, "
                                                                 "mask ratio 0 (Park Fig. 10)")] = False,

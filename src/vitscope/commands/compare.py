@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
 from vitscope.compare.grams import LAYER_TYPES
 from vitscope.metrics.cka import TOKEN_REDUCTIONS
 from vitscope.models.load import SUPPORTED_SPECS
@@ -17,14 +18,15 @@ def compare(
     data: str = typer.Option(..., "--data", help="Images: a folder, a .npz file or cifar10[:split]."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json and the cka_*.png heatmaps."),
     images: Optional[int] = typer.Option(1024, "--images", "-n", help="Number of images (seeded random subset); Shekhar et al. use 1024."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Minibatch size (≥ 4); Shekhar et al. use 32. The CKA estimate does not depend on it."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:N."),
-    precision: str = typer.Option("fp32", "--precision", help="Forward pass in fp32 or bf16 (autocast); HSIC is accumulated in float64 regardless."),
+    batch_size: BatchSize = 32,
+    device: Device = "auto",
+    precision: Precision = "fp32",
     token_reduction: str = typer.Option("flatten", "--token-reduction", help=f"Per-image features from the tokens: {', '.join(TOKEN_REDUCTIONS)}."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the image subset and of random: weights (the second model gets seed+1)."),
+    seed: Seed = 0,
     probe: list[str] = typer.Option([], "--probe", help="Linear probe file per model (from `vitscope probe`) for the agreement scores; default: the models' own heads."),
     layer_type: list[str] = typer.Option(list(LAYER_TYPES), "--layer-type", help=f"Layer types to compare: {', '.join(LAYER_TYPES)}."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Data loader worker processes (default: cores − 1, at most 8)."),
+    progress: Progress = True,
 ) -> None:
     """Compare two models layer by layer (minibatch CKA) and by their predictions (Kendall's τ, F1)."""
     from vitscope.compare import CompareConfig, run_compare
@@ -32,10 +34,14 @@ def compare(
     results = run_compare(CompareConfig(
         models=list(model), data=data, out=out, images=images, batch_size=batch_size, device=device,
         precision=precision, token_reduction=token_reduction, seed=seed, probes=list(probe),
-        layer_types=tuple(layer_type), workers=workers,
+        layer_types=tuple(layer_type), workers=workers, progress=progress,
     ))
     typer.echo(f"compared {results['data']['images']} images; results in {out / 'results.json'}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compare")(compare)
+    app.command("compare", help=(
+        "CKA of two models, layer by layer, and their agreement.\n\n"
+        "Every layer pair by layer type (Shekhar et al.), Kendall's τ and F1 of the predictions. "
+        "--batch-size ≥ 4 (Shekhar et al. use 32; the CKA estimate does not depend on it); --precision fp32 or "
+        "bf16, HSIC accumulated in float64 regardless; random: weights get --seed, the second model seed + 1."))(compare)

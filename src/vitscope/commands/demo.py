@@ -51,7 +51,8 @@ def run_demo(out: Path, *, device: str = "auto", progress: bool = False) -> tupl
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", help="The papers' findings on the shipped MoCo v3 and SimMIM models and 700 shipped "
+    @app.command("demo", help="The papers' findings on the shipped models, offline.\n\n"
+                              "The papers' findings on the shipped MoCo v3 and SimMIM models and 700 shipped "
                               "CIFAR-10 test images: analyse, 20-NN, CKA, report (offline).")
     def _cmd(
         out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("out/demo"),

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from vitscope.commands.options import BatchSize, Device, Progress, Seed
 from vitscope.eval.finetune import FinetuneConfig
 
 _D = FinetuneConfig()
@@ -20,7 +21,7 @@ def finetune(
     images: Annotated[Optional[int], typer.Option(help="Seeded random subset of the training images.")] = None,
     val_images: Annotated[Optional[int], typer.Option(help="Seeded random subset of the validation images.")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = _D.epochs,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = _D.batch_size,
+    batch_size: BatchSize = _D.batch_size,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 1.25e-3 × batch / 512].")] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = _D.weight_decay,
     layer_decay: Annotated[float, typer.Option(help="Layer-wise lr decay d: block i gets lr·d^(L−i).")] = _D.layer_decay,
@@ -33,11 +34,15 @@ def finetune(
     randaug: Annotated[str, typer.Option(help="timm RandAugment string ('' = off).")] = _D.randaug,
     reinit: Annotated[str, typer.Option(help="Re-initialise blocks before fine-tuning: first:K or last:K.")] = "",
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/checkpoint.pt.")] = False,
-    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:1, ...")] = "auto",
+    device: Device = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of subsets, head init, re-init, batches, augmentation.")] = 0,
+    seed: Seed = 0,
+    progress: Progress = True,
 ) -> None:
-    """Fine-tune (Park et al. Table A.1 recipe, scaled down); with --reinit, Park et al. Fig. F.3."""
+    """Fine-tune a ViT end to end, optionally re-initialising blocks.
+
+    Park et al. Table A.1 recipe, scaled down (layer decay, mixup/cutmix, drop path); with --reinit, Fig. F.3.
+    """
     from vitscope.data import model_transform
     from vitscope.runtime import resolve_device
     from vitscope.eval.finetune import finetune as run_finetune
@@ -56,7 +61,7 @@ def finetune(
     check_same_classes(train, val)
     dev = resolve_device(device)
     results = run_finetune(net, train, val, cfg, out, model_spec=model, device=dev, resume=resume,
-                           workers=workers, progress=True)
+                           workers=workers, progress=progress)
     results["provenance"] = provenance(model=model, train_data=train_data, val_data=val_data,
                                        train_images=len(train), val_images=len(val), seed=seed, device=str(dev))
     write_results(out / "finetune.json", {"kind": FINETUNE, **results})

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
 from vitscope.errors import VitscopeError
 from vitscope.models import SUPPORTED_SPECS
 
@@ -15,7 +16,8 @@ def inspect(out: Path, *, model_spec: str | None = None, image: list[Path] | Non
             images: int = 18, classes: list[str] | None = None, query: list[str] | None = None,
             heads: bool = False, block: int | None = None, maps: int = 2, explorer_images: int = 4,
             results: list[Path] | None = None, label: list[str] | None = None, device: str = "auto",
-            precision: str = "fp32", seed: int = 0, perplexity: float = 30.0) -> dict[str, Any]:
+            precision: str = "fp32", seed: int = 0, perplexity: float = 30.0, batch_size: int = 8,
+            progress: bool = True) -> dict[str, Any]:
     """Write the figures, ``explorer.html`` and ``inspect.json`` into ``out``; return inspect.json's content."""
     if model_spec is None and not results:
         raise VitscopeError("give --model (with --image or --data) and/or --results")
@@ -41,7 +43,7 @@ def inspect(out: Path, *, model_spec: str | None = None, image: list[Path] | Non
         dev = resolve_device(device)
         entries.update(inspect_model(model, imgs, out, queries=query or (), heads=heads, block=block, maps=maps,
                                      explorer_images=explorer_images, device=dev, precision=precision, seed=seed,
-                                     perplexity=perplexity))
+                                     perplexity=perplexity, batch_size=batch_size, progress=progress))
         fields.update(model=model_spec, data={"spec": str(data) if data else [str(p) for p in image or []],
                                                "images": len(imgs.names), "names": imgs.names, "classes": imgs.classes,
                                                "skipped": imgs.skipped},
@@ -51,7 +53,8 @@ def inspect(out: Path, *, model_spec: str | None = None, image: list[Path] | Non
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("inspect", help="Pictures of single images: attention maps of query patches through depth "
+    @app.command("inspect", help="Single images: attention maps, tokens, t-SNE, NMI KDE.\n\n"
+                                 "Pictures of single images: attention maps of query patches through depth "
                                  "(Park Fig. 2), tokens before/after self-attention (Fig. 6), t-SNE of tokens "
                                  "(Fig. E.2), per-head NMI KDE from results.json (Fig. E.1b) and explorer.html. "
                                  f"MODEL: {SUPPORTED_SPECS}.")
@@ -72,13 +75,16 @@ def register(app: typer.Typer) -> None:
         results: Annotated[list[Path] | None, typer.Option(help="analysis results.json (or folder) for the NMI KDE "
                                                                "(repeatable)")] = None,
         label: Annotated[list[str] | None, typer.Option(help="one label per --results")] = None,
-        device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
-        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 autocast")] = "fp32",
-        seed: Annotated[int, typer.Option(help="seed for the image choice, random weights and t-SNE")] = 0,
+        device: Device = "auto",
+        precision: Precision = "fp32",
+        seed: Seed = 0,
+        batch_size: BatchSize = 8,
+        progress: Progress = True,
         perplexity: Annotated[float, typer.Option(help="t-SNE perplexity (capped at (tokens-1)/3)")] = 30.0,
     ) -> None:
         res = inspect(out, model_spec=model, image=image, data=data, images=images, classes=classes, query=query,
                       heads=heads, block=block, maps=maps, explorer_images=explorer_images, results=results,
-                      label=label, device=device, precision=precision, seed=seed, perplexity=perplexity)
+                      label=label, device=device, precision=precision, seed=seed, perplexity=perplexity,
+                      batch_size=batch_size, progress=progress)
         files = res.get("files", []) + (["nmi_kde.png"] if "nmi_kde" in res else [])
         typer.echo(f"{len(files)} files -> {out}: {', '.join(files)}; {out / 'inspect.json'}")

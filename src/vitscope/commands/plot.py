@@ -9,7 +9,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("plot", help="Overlay results.json files of `vitscope analyze` into one PNG per metric; "
+    @app.command("plot", help="Overlay analyze results; training curves of pretrain runs.\n\n"
+                              "Overlay results.json files of `vitscope analyze` into one PNG per metric; "
                               "pretraining run folders (log.jsonl) give training_loss.png instead.")
     def _cmd(
         results: Annotated[list[Path], typer.Argument(help="results.json files (or their folders), or "

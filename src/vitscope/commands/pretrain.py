@@ -9,10 +9,11 @@ global). The run folder holds ``checkpoint.pt``, ``config.json`` and ``log.jsonl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from vitscope.commands.options import BATCH_SIZE, DEVICE, PRECISION, SEED, Progress
 from vitscope.errors import VitscopeError
 from vitscope.train.config import (PretrainConfig, apply_overrides, check_resume, load_config_file,
                                      parse_set)
@@ -25,7 +26,7 @@ def pretrain(
     data: Optional[str] = typer.Option(
         None, help="image folder, FILE.npz, or cifar10[:train|test] (default cifar10:train)"),
     epochs: Optional[int] = typer.Option(None, help="(default 100)"),
-    batch_size: Optional[int] = typer.Option(None, help="global batch size (all processes) (default 512)"),
+    batch_size: Annotated[Optional[int], BATCH_SIZE] = None,
     lr: Optional[float] = typer.Option(None, help="peak learning rate (default: base lr × batch / 256)"),
     lam: Optional[float] = typer.Option(
         None, "--lambda", help="hybrid weight λ: L = (1-λ)·L_MIM + λ·L_CL (default 0.5)"),
@@ -37,19 +38,25 @@ def pretrain(
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model"),
     local_attention: Optional[int] = typer.Option(None, help="odd K: patches attend to a K×K window only"),
     num_images: Optional[int] = typer.Option(None, help="train on a seeded subset of this many images"),
-    seed: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
+    seed: Annotated[Optional[int], SEED] = None,
+    device: Annotated[Optional[str], DEVICE] = None,
+    precision: Annotated[Optional[str], PRECISION] = None,
+    progress: Progress = True,
     config: Optional[str] = typer.Option(None, help="JSON file of config keys"),
     set_: list[str] = typer.Option([], "--set", help="KEY=VALUE for any config key (repeatable)"),
 ) -> None:
-    """Pretrain a ViT self-supervised; resumable after any interruption with --resume."""
+    """Pretrain a ViT: MoCo v3, DINO, SimMIM, MAE or a hybrid.
+
+    Self-supervised, resumable after any interruption with --resume; --batch-size is global (all processes).
+    Unset options take the config's defaults (--config FILE, then PretrainConfig).
+    """
     from vitscope.train.engine import train
 
     overrides: dict[str, Any] = load_config_file(config) if config else {}
     overrides.update({k: v for k, v in dict(
         method=method, model=model, data=data, epochs=epochs, batch_size=batch_size, lr=lr, lam=lam, mim=mim,
         out=out, save_every=save_every, compile=compile, local_attention=local_attention,
-        num_images=num_images, seed=seed, device=device).items() if v is not None})
+        num_images=num_images, seed=seed, device=device, precision=precision).items() if v is not None})
     overrides.update(parse_set(set_))
     if resume:
         saved = Path(overrides.get("out", PretrainConfig.out)) / "config.json"
@@ -58,7 +65,7 @@ def pretrain(
         cfg = check_resume(load_config_file(saved), overrides)
     else:
         cfg = apply_overrides(PretrainConfig(), overrides, "the options")
-    last = train(cfg, resume=resume)
+    last = train(cfg, resume=resume, progress=progress)
     if last:
         typer.echo(f"step {last['step']}: loss {last['loss']:.4f}, {last['img_per_s']:,.0f} img/s; run in {cfg.out}")
 

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from vitscope.commands.options import BatchSize, Device, Progress, Seed
 from vitscope.eval.features import TOKEN_FEATURES
 from vitscope.eval.knn import K, TEMPERATURE
 from vitscope.eval.linear_probe import OPTIMIZERS, ProbeTraining
@@ -23,7 +24,7 @@ def probe(
     linear: Annotated[bool, typer.Option("--linear/--no-linear", help="Linear probe per block.")] = True,
     features: Annotated[str, typer.Option(help=f"Comma-separated token features of {list(TOKEN_FEATURES)}.")] = ",".join(TOKEN_FEATURES),
     epochs: Annotated[int, typer.Option(help="Linear-probe epochs (the final epoch is reported).")] = 50,
-    batch_size: Annotated[int, typer.Option(help="Batch size of feature extraction and probe training.")] = 256,
+    batch_size: BatchSize = 256,
     optimizer: Annotated[str, typer.Option(help=f"Probe optimizer, one of {list(OPTIMIZERS)}.")] = "sgd",
     lr: Annotated[Optional[float], typer.Option(help="Probe learning rate [default: 0.1 (sgd) or 1e-3 (adamw) × batch/256].")] = None,
     weight_decay: Annotated[float, typer.Option(help="Probe weight decay.")] = 0.0,
@@ -34,11 +35,15 @@ def probe(
         help="Which probe --save-probe writes: 'pooled' (final features) or FEATURE:BLOCK, e.g. cls:11.")] = "pooled",
     cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features",
                                                  help="Memory-map features under OUT/features and reuse them.")] = True,
-    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:1, ...")] = "auto",
+    device: Device = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of subsets, random weights and probe training.")] = 0,
+    seed: Seed = 0,
+    progress: Progress = True,
 ) -> None:
-    """k-NN (k=20, T=0.07) and linear probes on CLS / GAP / GAP-without-prefix features of every block."""
+    """k-NN and linear probes after every block.
+
+    k-NN (k=20, T=0.07) and linear probes on CLS / GAP / GAP-without-prefix features of every block.
+    """
     from vitscope.eval.probe_run import ProbeRun, run_probe
 
     run = ProbeRun(
@@ -49,7 +54,7 @@ def probe(
         batch_size=batch_size, device=device, save_probe=probe_at if save_probe else None, cache_features=cache_features,
         workers=workers, seed=seed,
     )
-    results = run_probe(run, progress=True)
+    results = run_probe(run, progress=progress)
     for method in ("knn", "linear"):
         if method in results:
             acc = results[method]["accuracy"] if method == "knn" else \

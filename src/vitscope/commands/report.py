@@ -11,7 +11,8 @@ from vitscope.errors import VitscopeError
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", help="Put results folders (analyze, compare, robustness, probe, ...) side by side "
+    @app.command("report", help="One self-contained HTML page from results folders.\n\n"
+                                "Put results folders (analyze, compare, robustness, probe, ...) side by side "
                                 "in one self-contained HTML page.")
     def _cmd(
         folders: Annotated[list[Path], typer.Argument(help="results folders")],

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from vitscope.commands.options import BatchSize, Device, Progress, Seed
 from vitscope.errors import VitscopeError
 from vitscope.robustness.run import DEFAULT_FREQUENCIES, RobustnessConfig, run
 
@@ -32,9 +33,8 @@ def register(app: typer.Typer) -> None:
         out: str = typer.Option(..., "--out", help="Output folder for results.json and the plots."),
         images: Optional[int] = typer.Option(
             None, "--images", help="Seeded random subset of N images per analysis (default: all)."),
-        batch_size: int = typer.Option(64, "--batch-size"),
-        device: Optional[str] = typer.Option(
-            None, "--device", help="cuda, cuda:1, cpu, ... (default: cuda when available)."),
+        batch_size: BatchSize = 64,
+        device: Device = "auto",
         noise_strength: float = typer.Option(
             0.1, "--noise-strength", help="RMS of the band noise in pixel units (images in [0, 1])."),
         frequencies: str = typer.Option(
@@ -47,19 +47,23 @@ def register(app: typer.Typer) -> None:
             "band", "--noise-scale",
             help="band: each image's band noise has RMS = strength; "
                  "white: white noise of std = strength, filtered (Park & Kim's code)."),
-        seed: int = typer.Option(0, "--seed"),
+        seed: Seed = 0,
         class_map: Optional[list[str]] = typer.Option(
             None, "--class-map",
             help="category=class, cifar10 (the 7 categories CIFAR-10 shares), or a JSON / "
                  "'category=class' lines file (repeatable); needed for classifiers that are not 1000-class ImageNet ones."),
         workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
+        progress: Progress = True,
     ) -> None:
-        """Accuracy under frequency-band noise (Park et al. Fig. 8b) and shape bias on cue-conflict images (Fig. 8a)."""
+        """Accuracy under band-limited noise; cue-conflict shape bias.
+
+        Accuracy under frequency-band noise (Park et al. Fig. 8b) and shape bias on cue-conflict images (Fig. 8a).
+        """
         cfg = RobustnessConfig(
             models=list(model), out=out, probes=list(probe or []), data=data, cue_conflict=cue_conflict,
             images=images, batch_size=batch_size, device=device, noise_strength=noise_strength,
             frequencies=parse_frequencies(frequencies), band_width=band_width, band_norm=band_norm,
-            noise_scale=noise_scale, seed=seed, class_map=list(class_map or []), workers=workers,
+            noise_scale=noise_scale, seed=seed, class_map=list(class_map or []), workers=workers, progress=progress,
         )
         results = run(cfg)
         for entry in results["models"]:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-zoo_app = typer.Typer(help="List the shipped models (model spec zoo:NAME); `vitscope zoo add` adds a trained one.",
+zoo_app = typer.Typer(help="Shipped models (zoo:NAME); `vitscope zoo add` adds one.",
                       invoke_without_command=True, no_args_is_help=False)
 
 

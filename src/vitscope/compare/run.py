@@ -63,6 +63,7 @@ class CompareConfig:
     layer_types: tuple[str, ...] = tuple(LAYER_TYPES)
     ks: tuple[int, ...] = (5, 10, 100)
     workers: int | None = None
+    progress: bool = True  # progress bar on stderr (the main process only)
 
 
 def _validate(cfg: CompareConfig) -> None:
@@ -235,7 +236,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     agreement = PredictionAgreement(sides[0].num_classes, cfg.ks, device=device) if with_agreement else None
     start = time.perf_counter()
     seen, short, skips = _stream(sides, paired, loader, device, cfg.precision, cka, agreement, label_map,
-                                 progress=rank == 0)
+                                 progress=rank == 0 and cfg.progress)
     seconds = time.perf_counter() - start
     skipped = list(skips.messages)
     if distributed():  # every rank gets here: the collectives cannot hang

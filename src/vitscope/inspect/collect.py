@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from vitscope.capture import Taps
 from vitscope.data.images import ImageFolder, UnreadableImage, read_image
@@ -96,8 +97,11 @@ def from_folder(root: Path, model: nn.Module, n: int, seed: int, classes: Sequen
 
 
 def collect(model: nn.Module, images: torch.Tensor, taps: Iterable[str], *, device: torch.device,
-            precision: str = "fp32", batch_size: int = 8) -> dict[str, list[torch.Tensor]]:
-    """``{tap: [tensor of block 0, block 1, ...]}`` for all ``images``, float32 on the CPU."""
+            precision: str = "fp32", batch_size: int = 8, progress: bool = False) -> dict[str, list[torch.Tensor]]:
+    """``{tap: [tensor of block 0, block 1, ...]}`` for all ``images``, float32 on the CPU (a
+    progress bar over the images when ``progress``)."""
+    if batch_size <= 0:
+        raise VitscopeError(f"--batch-size must be positive, got {batch_size}")
     model = model.to(device).eval()
     out: dict[str, list[list[torch.Tensor]]] = {}
 
@@ -108,7 +112,7 @@ def collect(model: nn.Module, images: torch.Tensor, taps: Iterable[str], *, devi
         per_layer[layer].append(x.float().cpu())
 
     with Taps(model, taps, keep) as hooks, torch.inference_mode():
-        for start in range(0, len(images), batch_size):
+        for start in tqdm(range(0, len(images), batch_size), desc="inspect", unit="batch", disable=not progress):
             x = images[start:start + batch_size].to(device)
             with autocast(device, precision):
                 features = model.forward_features(x)

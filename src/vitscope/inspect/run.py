@@ -74,8 +74,12 @@ def nmi_kde(results: Sequence[Path], labels: Sequence[str], block: int | None, o
 
 def inspect_model(model: nn.Module, imgs: Images, out: Path, *, queries: Sequence[str] = (), heads: bool = False,
                   block: int | None = None, maps: int = 2, explorer_images: int = 4, device: torch.device,
-                  precision: str = "fp32", seed: int = 0, perplexity: float = 30.0) -> dict[str, Any]:
-    """Every model figure of ``inspect`` for ``imgs``; returns the ``inspect.json`` entries."""
+                  precision: str = "fp32", seed: int = 0, perplexity: float = 30.0, batch_size: int = 8,
+                  progress: bool = True) -> dict[str, Any]:
+    """Every model figure of ``inspect`` for ``imgs``; returns the ``inspect.json`` entries.
+
+    ``batch_size`` images go through the model at a time, with a progress bar when ``progress``.
+    """
     info = vit_info(model)
     grid, pre = info.grid_size, info.num_prefix_tokens
     qs = [parse_query(q, grid) for q in queries] or default_queries(grid)
@@ -86,7 +90,7 @@ def inspect_model(model: nn.Module, imgs: Images, out: Path, *, queries: Sequenc
                                           info.num_patches)
     n_maps = min(len(imgs.names), max(maps, n_explore, 2))
     first = collect(model, imgs.tensors[:n_maps], ("attn", "block_in", "attn_res"), device=device,
-                    precision=precision)
+                    precision=precision, batch_size=batch_size, progress=progress)
     attn = torch.stack([patch_attention(a, pre) for a in first["attn"]], 1)  # [B, L, H, P, P]
     written: list[str] = []
 
@@ -114,7 +118,8 @@ def inspect_model(model: nn.Module, imgs: Images, out: Path, *, queries: Sequenc
               "figure": "tokens_before_after.png"}
 
     n_tsne = min(len(imgs.names), MAX_TSNE_IMAGES)
-    out_tokens = collect(model, imgs.tensors[:n_tsne], ("block_out",), device=device, precision=precision)
+    out_tokens = collect(model, imgs.tensors[:n_tsne], ("block_out",), device=device, precision=precision,
+                         batch_size=batch_size, progress=progress)
     feats = out_tokens["block_out"][b][:, pre:]  # [B, P, D]
     emb, perp, kl = tsne_2d(feats.reshape(-1, feats.shape[-1]).numpy(), seed, perplexity)
     image_of_token = np.repeat(np.arange(n_tsne), feats.shape[1])

@@ -69,6 +69,7 @@ class RobustnessConfig:
     seed: int = 0
     class_map: list[str] = field(default_factory=list)
     workers: int | None = None
+    progress: bool = True  # progress bars on stderr
 
     def check(self) -> None:
         """Raise :class:`VitscopeError` for any unusable setting."""
@@ -130,7 +131,8 @@ def noise_accuracy(clf: nn.Module, ds: Dataset, std: Sequence[float], cfg: Robus
     rms = torch.zeros(len(cfg.frequencies), dtype=torch.float64, device=device)
     masks: list[torch.Tensor] = []
     loader = make_loader(ds, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
-    for b, batch in enumerate(tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch")):
+    for b, batch in enumerate(tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch",
+                                   disable=not cfg.progress)):
         if bool((batch.labels < 0).any()):  # checked on the CPU copy: no device sync
             raise VitscopeError("frequency-noise accuracy needs labelled images; the data set has unlabelled ones")
         if lut is None and int(batch.labels.max()) >= num_outputs:
@@ -182,7 +184,7 @@ def shape_bias_eval(clf: nn.Module, stimuli_ds: CueConflictImages, cmap: Categor
     counts = torch.zeros(k, 3, dtype=torch.long, device=device)
     skips = SkipLog()
     loader = make_loader(ds, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
-    for batch in tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch"):
+    for batch in tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch", disable=not cfg.progress):
         probs = clf(batch.images.to(device, non_blocking=True)).float().softmax(1)
         decision = category_scores(probs, cmap.classes).argmax(1)
         idx = batch.index.to(device)

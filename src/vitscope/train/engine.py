@@ -249,8 +249,9 @@ class Trainer:
         return {k: v.detach() for k, v in outputs.items()}, cos
 
 
-def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
-    """Pretrain as ``cfg`` says (see module docstring); returns the last logged record."""
+def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Pretrain as ``cfg`` says (see module docstring); returns the last logged record. ``progress``:
+    a progress bar on the main process."""
     d: Dist = setup(cfg.device)
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
@@ -281,7 +282,7 @@ def train(cfg: PretrainConfig, *, resume: bool = False) -> dict[str, Any]:
         ensure_dir(out)
         _write_json(out / "config.json", cfg.to_json())
     runlog = RunLog(out, d.main, cfg.tensorboard, keep_until_step=step)
-    bar = tqdm(total=total, initial=step, disable=not d.main, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=step, disable=not (d.main and progress), unit="step", dynamic_ncols=True)
     sums: dict[str, torch.Tensor] = {}
     extra: dict[str, float] = {}
     count, tick, last = 0, time.perf_counter(), {}
