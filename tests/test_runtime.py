@@ -68,3 +68,17 @@ def test_compiled_error_of_the_function_itself_is_not_a_compile_failure(monkeypa
     with caplog.at_level("WARNING", logger="vitscope.runtime"), pytest.raises(ValueError, match="negative"):
         f(-1)
     assert not [r for r in caplog.records if r.name == "vitscope.runtime"] and f(2) == 2
+
+
+def test_stop_signals_are_recorded_only_inside_a_deferred_stop_block():
+    import signal
+
+    from vitscope.runtime import defer_stop, deferred_stop
+
+    assert not defer_stop(signal.SIGTERM)  # no resumable loop runs: the command line ends the run
+    with deferred_stop() as stop_signal:
+        assert stop_signal() == 0
+        assert defer_stop(signal.SIGUSR1) and defer_stop(signal.SIGTERM)
+        assert stop_signal() == signal.SIGUSR1  # the first one is kept
+    with deferred_stop() as stop_signal:
+        assert stop_signal() == 0  # a new block starts clean

@@ -3,7 +3,9 @@
 Each sub-command lives in ``vitscope/commands/<name>.py`` and exposes
 ``register(app)``; this module only assembles them and, once for all of them, turns bad input
 (:class:`VitscopeError`, usage errors) into one line on stderr and exit code 2, and Ctrl-C
-into one line and exit code 130, never a traceback.
+into one line and exit code 130, never a traceback. SIGTERM and SIGUSR1 (a scheduler's
+pre-emption) stop a resumable run after its next step with a checkpoint and a line saying how
+to resume (:class:`Stopped`), and end any other run as Ctrl-C does; exit code 128 + signal.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import NoReturn
 import typer
 
 from vitscope.allocator import retain_freed_memory
-from vitscope.errors import VitscopeError
+from vitscope.errors import Stopped, VitscopeError
+from vitscope.runtime import STOP_SIGNALS, defer_stop
 
 COMMANDS = ("analyze", "inspect", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo",
             "demo", "signature")
@@ -46,7 +49,12 @@ _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 
 
 class Interrupted(BaseException):
-    """Ctrl-C in the main process: a ``BaseException`` that click does not turn into ``Abort``."""
+    """Ctrl-C (or a stop signal outside a resumable loop) in the main process: a ``BaseException``
+    that click does not turn into ``Abort``."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _interrupt_handler(main_pid: int) -> Callable[[int, object], None]:
@@ -55,6 +63,22 @@ def _interrupt_handler(main_pid: int) -> Callable[[int, object], None]:
     def handler(signum: int, frame: object) -> None:
         raise Interrupted if os.getpid() == main_pid else KeyboardInterrupt
     return handler
+
+
+def _stop_handler(main_pid: int) -> Callable[[int, object], None]:
+    """A SIGTERM / SIGUSR1 handler: recorded for a resumable loop running in ``main_pid``
+    (:func:`vitscope.runtime.deferred_stop`), else :class:`Interrupted`; ignored in forked children
+    (DataLoader workers), which their parent ends."""
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() == main_pid and not defer_stop(signum):
+            raise Interrupted(signum)
+    return handler
+
+
+def _interrupted(signum: int) -> tuple[str, int]:
+    """The line and exit code (128 + signal) of a run ended by signal ``signum``."""
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    return f"interrupted{by}", 128 + signum
 
 
 def _run(argv: list[str] | None) -> tuple[str, int] | int:
@@ -73,8 +97,10 @@ def _run(argv: list[str] | None) -> tuple[str, int] | int:
         if e.errno not in _ENVIRONMENT_ERRNOS:
             raise
         return f"error: {e.strerror}" + (f": '{e.filename}'" if e.filename else ""), 2
-    except (Interrupted, KeyboardInterrupt):
-        return "interrupted", 130
+    except Stopped as e:
+        return str(e), 128 + e.signum
+    except (Interrupted, KeyboardInterrupt) as e:
+        return _interrupted(getattr(e, "signum", signal.SIGINT))
     if code == 130:  # typer's own translation of a KeyboardInterrupt
         return "interrupted", 130
     return code or 0
@@ -84,12 +110,16 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``) and exit.
 
     Bad input (:class:`VitscopeError`, a usage error, a full disk or unwritable path) is one line on
-    stderr and exit code 2; Ctrl-C is ``vitscope: interrupted`` and exit code 130. Never a traceback.
+    stderr and exit code 2; Ctrl-C is ``vitscope: interrupted`` and exit code 130; SIGTERM / SIGUSR1
+    are ``vitscope: interrupted by SIGTERM`` (143 / 138), or a :class:`Stopped` run's line. Never a
+    traceback.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     retain_freed_memory()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _stop_handler(os.getpid()))
     outcome = _run(argv)
     if isinstance(outcome, int):
         sys.exit(outcome)

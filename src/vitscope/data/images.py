@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vitscope.errors import VitscopeError
+from vitscope.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def make_loader(ds: Dataset, batch_size: int, *, workers: int | None = None, pin
     if workers is None:
         workers = min(8, max(0, (os.cpu_count() or 1) - 1))
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate, pin_memory=pin, persistent_workers=False)
+                      collate_fn=collate, pin_memory=pin, persistent_workers=False, worker_init_fn=ignore_stop_signals)
 
 
 def iterate(loader: DataLoader, skips: SkipLog) -> Any:

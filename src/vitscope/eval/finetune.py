@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,14 @@ from vitscope.capture import blocks_of
 from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.data.images import collate
 from vitscope.data.transforms import model_data_config
-from vitscope.errors import VitscopeError
+from vitscope.errors import Stopped, VitscopeError
 from vitscope.models.finite import check_finite_activations
 from vitscope.eval.labelled import LabelledSet
 from vitscope.eval.reinit import parse_reinit, reinit_blocks
 from vitscope.results import atomic_torch_save
+from vitscope.runtime import deferred_stop, ignore_stop_signals
 from vitscope.schedule import warmup_cosine
+from vitscope.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +218,10 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
              progress: bool = False) -> dict:
     """Fine-tune ``model`` (head replaced) on ``train``; evaluate on ``val`` after every epoch.
 
+    A checkpoint is saved after every epoch, and on SIGTERM / SIGUSR1 after the current batch
+    (then :class:`Stopped` is raised); ``resume`` continues either where it was, to the result of an
+    uninterrupted run.
+
     ``train.dataset`` must use the training transform (:func:`train_transform`). Returns
     ``{"accuracy": final-epoch val accuracy, "history": [...], "reinit_blocks": [...]}``.
     """
@@ -226,6 +233,7 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
                             lr=cfg.resolved_lr, betas=(0.9, 0.999))
     history: list[dict] = []
     start = 0
+    state: dict[str, Any] = {}  # the checkpoint resumed from
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("config") != asdict(cfg):
@@ -246,48 +254,66 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
     steps = max(1, len(train) // bs)
     total, warmup = cfg.epochs * steps, cfg.warmup_epochs * steps
     arch, arch_kwargs = arch_of(model)
-    for epoch in range(start, cfg.epochs):
-        _reseed(cfg.seed + epoch)
-        model.train()
-        sampler = RandomSampler(train.dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        loader = DataLoader(train.dataset, batch_size=bs, sampler=sampler, drop_last=True, collate_fn=collate,
-                            num_workers=workers if workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1)),
-                            pin_memory=device.type == "cuda")
-        loss_sum, seen = 0.0, 0
-        for i, batch in enumerate(tqdm(loader, disable=not progress, desc=f"epoch {epoch + 1}")):
-            lr = warmup_cosine(epoch * steps + i, total, warmup, cfg.resolved_lr, cfg.min_lr)
-            for g in opt.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
-            x, y = batch.images, batch.labels
-            if mix is not None and len(x) % 2:  # timm's Mixup needs an even batch
-                x, y = x[:-1], y[:-1]
-            if len(x) < 2:
-                continue
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if mix is not None:
-                x, y = mix(x, y)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(x)
-                check_finite_activations(model, logits, lambda: model(x))
-                loss = criterion(logits, y)
-            if not torch.isfinite(loss):
-                raise VitscopeError(f"fine-tuning loss is {loss.item()} at epoch {epoch + 1}: lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            opt.step()
-            loss_sum += loss.item() * len(x)
-            seen += len(x)
-        acc = evaluate(model, val, bs, device, workers)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "val_accuracy": acc})
-        log.info("epoch %d/%d: train loss %.4f, val accuracy %.4f", epoch + 1, cfg.epochs, history[-1]["train_loss"], acc)
+
+    def save(epoch: int, **mid_epoch: Any) -> None:
+        """The checkpoint: after ``epoch`` epochs, plus where in the next one a stopped run was."""
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "version": 1, "arch": arch, "arch_kwargs": arch_kwargs,
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history, "config": asdict(cfg),
-            "source_model": model_spec, "classes": train.classes,
+            "optimizer": opt.state_dict(), "epoch": epoch, "history": history, "config": asdict(cfg),
+            "source_model": model_spec, "classes": train.classes, **mid_epoch,
         }, ckpt_path)
+
+    with deferred_stop() as stop_signal:
+        for epoch in range(start, cfg.epochs):
+            _reseed(cfg.seed + epoch)
+            model.train()
+            sampler = RandomSampler(train.dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            loader = DataLoader(train.dataset, batch_size=bs, sampler=sampler, drop_last=True, collate_fn=collate,
+                                num_workers=workers if workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1)),
+                                pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals)
+            loss_sum, seen = 0.0, 0
+            batches = enumerate(tqdm(loader, disable=not progress, desc=f"epoch {epoch + 1}"))
+            if state.get("batches_done"):  # a stopped run: its batches of this epoch are drawn again, not trained on
+                for _ in range(state["batches_done"]):
+                    next(batches)
+                set_rng_state(state["rng"])
+                loss_sum, seen = state["loss_sum"], state["seen"]
+                state = {}
+            for i, batch in batches:
+                lr = warmup_cosine(epoch * steps + i, total, warmup, cfg.resolved_lr, cfg.min_lr)
+                for g in opt.param_groups:
+                    g["lr"] = lr * g.get("lr_scale", 1.0)
+                x, y = batch.images, batch.labels
+                if mix is not None and len(x) % 2:  # timm's Mixup needs an even batch
+                    x, y = x[:-1], y[:-1]
+                if len(x) < 2:
+                    continue
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if mix is not None:
+                    x, y = mix(x, y)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    logits = model(x)
+                    check_finite_activations(model, logits, lambda: model(x))
+                    loss = criterion(logits, y)
+                if not torch.isfinite(loss):
+                    raise VitscopeError(f"fine-tuning loss is {loss.item()} at epoch {epoch + 1}: lower --lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                opt.step()
+                loss_sum += loss.item() * len(x)
+                seen += len(x)
+                if signum := stop_signal():
+                    save(epoch, batches_done=i + 1, rng=rng_state(), loss_sum=loss_sum, seen=seen)
+                    raise Stopped(signum, f"stopped by {signal.Signals(signum).name} in epoch {epoch + 1} after batch "
+                                          f"{i + 1} of {steps}; checkpoint saved to {ckpt_path}; continue with the "
+                                          f"same command and --resume")
+            acc = evaluate(model, val, bs, device, workers)
+            history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "val_accuracy": acc})
+            log.info("epoch %d/%d: train loss %.4f, val accuracy %.4f", epoch + 1, cfg.epochs, history[-1]["train_loss"], acc)
+            save(epoch + 1)
     return {"accuracy": history[-1]["val_accuracy"], "history": history, "reinit_blocks": chosen,
             "config": {**asdict(cfg), "lr": cfg.resolved_lr}, "checkpoint": str(ckpt_path)}
 

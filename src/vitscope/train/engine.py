@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import timm.data
@@ -33,9 +36,10 @@ from torch import nn
 from tqdm import tqdm
 
 import vitscope.models  # noqa: F401  (registers the small-image ViTs)
-from vitscope.errors import VitscopeError
+from vitscope.errors import Stopped, VitscopeError
 from vitscope.models.load import create_timm, load
 from vitscope.results import ensure_dir, write_atomic
+from vitscope.runtime import deferred_stop
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
 from vitscope.train.config import PretrainConfig, apply_overrides, lr_at, momentum_at, resolve, run_keys, weight_decay_at
@@ -249,6 +253,28 @@ class Trainer:
         return {k: v.detach() for k, v in outputs.items()}, cos
 
 
+def _stop_signal(stop_signal: Callable[[], int], d: Dist, step: int, every: int) -> int:
+    """The stop signal (SIGTERM, SIGUSR1) that came, else 0. Under DDP all processes must stop at
+    the same step, so they agree every ``every`` steps, at the log's host sync (one all-reduce)."""
+    if d.world == 1:
+        return stop_signal()
+    if step % every:
+        return 0
+    agreed = torch.tensor([stop_signal()], device=d.device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return int(agreed.item())
+
+
+def _stop(trainer: Trainer, d: Dist, epoch: int, step: int, path: Path, signum: int) -> NoReturn:
+    """Save the state after ``step`` (mid-epoch ``epoch``) to ``path`` and raise :class:`Stopped`."""
+    if d.main:
+        checkpoint.save(path, trainer.state(epoch, step))
+    if d.world > 1:
+        dist.barrier()
+    raise Stopped(signum, f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved to {path}; "
+                          f"continue with: vitscope pretrain --resume --out {path.parent}")
+
+
 def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Pretrain as ``cfg`` says (see module docstring); returns the last logged record. ``progress``:
     a progress bar on the main process."""
@@ -286,35 +312,39 @@ def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -
     sums: dict[str, torch.Tensor] = {}
     extra: dict[str, float] = {}
     count, tick, last = 0, time.perf_counter(), {}
-    for epoch in range(start_epoch, cfg.epochs):
-        for images in data.epoch(epoch):
-            outputs, cos = trainer.step(images, step, spe)
-            extra.update(cos)
-            for k, v in outputs.items():
-                sums[k] = sums.get(k, 0) + v.float()
-            count += 1
-            step += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == total:
-                means = {k: float(mean_over_processes(v / count)) for k, v in sums.items()}
-                now = time.perf_counter()
-                ips = count * cfg.batch_size / (now - tick)
-                last = {"step": step, "epoch": step / spe, "lr": lr_at(step - 1, spe, cfg), **means,
-                        "img_per_s": ips, **extra, "time": time.time()}
-                runlog.write(last)
-                bar.set_postfix(loss=f"{means['loss']:.4f}", img_s=f"{ips:,.0f}")
-                sums, extra, count, tick = {}, {}, 0, now
-        done = epoch + 1
-        save = done % cfg.save_every == 0 or done == cfg.epochs
-        keep = bool(cfg.keep_every) and done % cfg.keep_every == 0
-        if (save or keep) and d.main:
-            st = trainer.state(done, step)
-            if save:
-                checkpoint.save(ckpt_path, st)
-            if keep:
-                checkpoint.save(out / f"checkpoint-epoch{done}.pt", st)
-        if (save or keep) and d.world > 1:
-            dist.barrier()
+    with deferred_stop() as stop_signal:
+        for epoch in range(start_epoch, cfg.epochs):
+            for images in islice(data.epoch(epoch), step - epoch * spe, None):  # a stopped run resumes mid-epoch
+                outputs, cos = trainer.step(images, step, spe)
+                extra.update(cos)
+                for k, v in outputs.items():
+                    sums[k] = sums.get(k, 0) + v.float()
+                count += 1
+                step += 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == total:
+                    means = {k: float(mean_over_processes(v / count)) for k, v in sums.items()}
+                    now = time.perf_counter()
+                    ips = count * cfg.batch_size / (now - tick)
+                    last = {"step": step, "epoch": step / spe, "lr": lr_at(step - 1, spe, cfg), **means,
+                            "img_per_s": ips, **extra, "time": time.time()}
+                    runlog.write(last)
+                    bar.set_postfix(loss=f"{means['loss']:.4f}", img_s=f"{ips:,.0f}")
+                    sums, extra, count, tick = {}, {}, 0, now
+                signum = _stop_signal(stop_signal, d, step, cfg.log_every)
+                if signum:
+                    _stop(trainer, d, epoch, step, ckpt_path, signum)
+            done = epoch + 1
+            save = done % cfg.save_every == 0 or done == cfg.epochs
+            keep = bool(cfg.keep_every) and done % cfg.keep_every == 0
+            if (save or keep) and d.main:
+                st = trainer.state(done, step)
+                if save:
+                    checkpoint.save(ckpt_path, st)
+                if keep:
+                    checkpoint.save(out / f"checkpoint-epoch{done}.pt", st)
+            if (save or keep) and d.world > 1:
+                dist.barrier()
     bar.close()
     runlog.close()
     return last

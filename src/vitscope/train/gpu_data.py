@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from vitscope.data.images import ArrayImages, collate, open_dataset, read_image, subset_indices
 from vitscope.errors import VitscopeError
 from vitscope.results import atomic_write
+from vitscope.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def _to_array(im: Image.Image) -> torch.Tensor:
 
 def _decode_folder(root: Path, workers: int) -> tuple[np.ndarray, np.ndarray]:
     ds = open_dataset(str(root), _to_array)
-    loader = DataLoader(ds, batch_size=512, num_workers=workers, collate_fn=_stack_same_size)
+    loader = DataLoader(ds, batch_size=512, num_workers=workers, collate_fn=_stack_same_size,
+                        worker_init_fn=ignore_stop_signals)
     images, labels = [], []
     for arr, lab in loader:
         images.append(arr)
@@ -205,7 +207,8 @@ class StreamedImages:
         if len(self.sampler) == 0:
             raise VitscopeError(f"{n} images are fewer than one batch of {batch_size}")
         self.loader = DataLoader(ds, batch_sampler=self.sampler, num_workers=workers, collate_fn=collate,
-                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                                 worker_init_fn=ignore_stop_signals)
         self.device = device
 
     @property
