@@ -32,6 +32,15 @@ def test_read_log_drops_a_torn_last_line_and_refuses_an_empty_log(tmp_path):
         read_log(tmp_path / "empty")
 
 
+def test_read_log_names_a_record_without_the_loss(tmp_path):
+    folder = run_folder(tmp_path, "a")
+    lines = (folder / "log.jsonl").read_text().splitlines()
+    lines[3] = json.dumps({"step": 4, "epoch": 0.4})
+    (folder / "log.jsonl").write_text("\n".join(lines))
+    with pytest.raises(VitscopeError, match=r"a/log.jsonl line 4 lacks loss"):
+        read_log(folder)
+
+
 def test_one_panel_per_run_and_the_cli(tmp_path):
     a, b = run_folder(tmp_path, "moco"), run_folder(tmp_path, "hybrid", hybrid=True)
     png = plot_training_curves([("moco", read_log(a)), ("hybrid", read_log(b))], tmp_path / "c.png")

@@ -19,22 +19,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from vitscope.errors import VitscopeError  # noqa: E402
 from vitscope.report.plots import save_figure  # noqa: E402
+from vitscope.results import missing_keys  # noqa: E402
 
 PARTS = {"loss_cl": "contrastive part", "loss_mim": "masked-image part"}
 
 
 def read_log(run: Path) -> list[dict[str, Any]]:
-    """The records of ``run/log.jsonl`` (a torn last line, as after a crash, is left out)."""
+    """The records of ``run/log.jsonl`` (a torn last line, as after a crash, is left out); a record
+    without the step, epoch or loss the curves need is a one-line error naming it."""
     try:
         lines = (run / "log.jsonl").read_text().splitlines()
     except OSError as e:
         raise VitscopeError(f"cannot read the training log of {run}: {e}") from e
     records = []
-    for ln in lines:
+    for i, ln in enumerate(lines):
         try:
-            records.append(json.loads(ln))
+            record = json.loads(ln)
         except json.JSONDecodeError:
             continue
+        missing = missing_keys(record, {"step": None, "epoch": None, "loss": None})
+        if missing:
+            raise VitscopeError(f"{run}/log.jsonl line {i + 1} lacks {', '.join(missing)}: not a `vitscope pretrain` log")
+        records.append(record)
     if not records:
         raise VitscopeError(f"{run}/log.jsonl has no records")
     return records
