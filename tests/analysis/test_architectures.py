@@ -1,9 +1,10 @@
 """``vitscope analyze`` end to end over the timm ViT families, random weights, tiny configs.
 
-Each family is built by ``timm.create_model`` with a small config (a few blocks of width 32 on
-a 32–40 px image) and analysed with every metric; the values are checked against what the
-definitions allow. Families without token-to-token attention are refused in one line. The
-table in docs/models.md lists the same families.
+Each family is built by ``timm.create_model`` with a small config (two blocks, mostly of width
+32, on a 32–64 px image) and analysed with every metric; the values are checked against what
+the definitions allow, and, with uniform attention, against values counted patch by patch.
+Families vitscope cannot analyse (attention across channels, two token layouts) are refused in
+one line. The table in docs/models.md lists the same families.
 """
 
 import json
@@ -119,7 +120,7 @@ def test_analyze_every_supported_family(name, images, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", list(REFUSED))
-def test_families_without_token_attention_are_refused_in_one_line(name, images, tmp_path, monkeypatch, capsys):
+def test_unsupported_families_are_refused_in_one_line(name, images, tmp_path, monkeypatch, capsys):
     kwargs, why = REFUSED[name]
     spec = use_tiny(monkeypatch, name, kwargs)
     code, out, err = run_cli(monkeypatch, capsys, "analyze", "--model", spec, "--data", str(images), "--out",
