@@ -73,14 +73,14 @@ def attention_entropy(a: torch.Tensor) -> torch.Tensor:
     return -xlogx(a).sum(-1).mean(-1)
 
 
-def nmi_from_entropies(h_k: torch.Tensor, h_k_given_q: torch.Tensor, n: int) -> torch.Tensor:
+def nmi_from_entropies(h_k: torch.Tensor, h_k_given_q: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
     """``NMI = I/sqrt(H(q)·H(k))`` with ``I = H(k) − H(k|q)`` and ``H(q) = log n``.
 
     A map where every query attends to one and the same key has ``H(k) = 0`` and
     ``I = 0``; its NMI is defined as 0 (fully collapsed).
     """
     mi = (h_k - h_k_given_q).clamp_min(0)
-    h_q = torch.log(torch.tensor(float(n), dtype=h_k.dtype, device=h_k.device))
+    h_q = torch.log(torch.as_tensor(n, dtype=h_k.dtype, device=h_k.device))
     denom = torch.sqrt(h_q * h_k)
     return torch.where(denom > 0, mi / denom.clamp_min(torch.finfo(h_k.dtype).tiny), torch.zeros_like(mi))
 
@@ -147,7 +147,7 @@ def window_attention_statistics(
     which is :func:`attention_statistics` of the ``[n, n]`` map the windows make together.
     """
     m = valid.to(device=attn.device, dtype=torch.float32)
-    n = int(valid.sum())
+    n = m.sum()  # the image's patches; a tensor, so that a GPU does not wait for it
     a = attn.float() * m[:, None, None, :]
     r = a.sum(-1)
     inv_r = m[:, None, :] / r.clamp_min(torch.finfo(a.dtype).tiny)  # 0 for a padding query
