@@ -271,6 +271,8 @@ def test_sam_taps_on_the_image_grid():
         assert torch.allclose(heads[:, real], got[(0, "head_out")][:, [places[i] for i in real]], atol=1e-5)
     full, v = got[(1, "attn")], got[(1, "qkv")].reshape(2, n, 3, 2, 16)[:, :, 2].transpose(1, 2)
     assert full.shape == (2, 2, n, n)
+    for layer in (0, 1):  # the scores come in the layout of the probabilities
+        assert torch.allclose(got[(layer, "attn_logits")].softmax(-1), got[(layer, "attn")], atol=1e-6)
     assert torch.allclose((full @ v).transpose(1, 2), got[(1, "head_out")], atol=1e-5)
 
 

@@ -38,8 +38,7 @@ Other ViT families are brought to these shapes here, so that every consumer read
   ``head_out`` and ``qkv``, computed per window, are put back on the image grid (padding
   dropped), and ``attn`` is ``[B, W, H, T, T]``: ``W`` windows of the padded grid and
   ``T = window²`` positions, both row-major, padding included (:func:`window_valid`). A global
-  block's ``attn`` is ``[B, H, N, N]``. SAM's softmax is over ``[B·H, N, N]``, so ``attn_logits``
-  does not fire.
+  block's ``attn`` is ``[B, H, N, N]``; ``attn_logits`` takes the same shapes.
 * Attention across channels instead of tokens (XCiT) and blocks of two token layouts (ConViT)
   are refused (:data:`REFUSED`).
 * Hybrid ViTs (a convolutional stem before the patch embedding): ``ViTInfo.patch_size`` is the
@@ -219,8 +218,9 @@ def _qkv_from_input(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class _SoftmaxSpy(TorchFunctionMode):
-    """Records ``(input, output)`` of the last softmax over the last dimension of a 4-D tensor
-    called while the mode is active (entered and left around one attention module's forward)."""
+    """Records ``(input, output)`` of the last softmax over the last dimension of a 4-D tensor (or a
+    3-D one: SAM's ``[B·H, N, N]``) called while the mode is active (entered and left around one
+    attention module's forward)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -229,9 +229,9 @@ class _SoftmaxSpy(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func in _SOFTMAX and isinstance(out, torch.Tensor) and out.ndim == 4:
+        if func in _SOFTMAX and isinstance(out, torch.Tensor) and out.ndim in (3, 4):
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
-            if dim in (-1, 3):
+            if dim in (-1, out.ndim - 1):
                 self.seen = (args[0], out)
         return out
 
@@ -401,7 +401,7 @@ class Taps:
                 seen = spy.take() if spy is not None else None
                 # attn_drop gets the softmax's own output, or (talking heads) its mix over heads
                 if seen is not None and (talking or seen[1] is args[0]) and "attn_logits" in want:
-                    self._emit(i, "attn_logits", seen[0])
+                    self._emit(i, "attn_logits", seen[0] if shape is None else shape(seen[0]))
                 probs = (seen[1] if seen is not None else None) if talking else out
                 if "attn" in want and probs is not None:
                     self._emit(i, "attn", probs if shape is None else shape(probs))
