@@ -71,7 +71,8 @@ def run_signature(folders: list[Path], references: list[str], out: Path, *, devi
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("signature", help="Where a model sits between contrastive (CL) and masked image modelling "
+    @app.command("signature", help="Where a model sits between CL and MIM, per property and depth.\n\n"
+                                   "Where a model sits between contrastive (CL) and masked image modelling "
                                    "(MIM), per property and depth: s = (x - x_MIM) / (x_CL - x_MIM). RESULTS: "
                                    "analyze, probe, robustness or compare folders of the model(s) under study.")
     def _cmd(
