@@ -104,3 +104,22 @@ def test_report_with_explorer_in_chromium(browser, inspected, tmp_path):
     browser.switch_to.default_content()
     assert browser.save_screenshot(str(tmp_path / "report.png"))
     assert not severe(browser)
+
+
+def test_explorer_menu_shows_image_names_as_text(browser, photo_folder, tmp_path):
+    # regression: the image menu was filled through innerHTML, so a file name with markup became markup
+    import shutil as sh
+
+    from selenium.webdriver.common.by import By
+
+    from vitscope.commands.inspect import inspect
+    from inspect_helpers import MODEL
+
+    name = "<i id=injected>cat.png"
+    sh.copy(sorted(photo_folder.rglob("*.png"))[0], tmp_path / name)
+    out = tmp_path / "out"
+    inspect(out, model_spec=MODEL, image=[tmp_path / name], maps=1, device="cpu")
+    browser.get((out / "explorer.html").as_uri())
+    options = browser.find_elements(By.CSS_SELECTOR, "#image option")
+    assert [o.text for o in options] == [name]
+    assert not browser.find_elements(By.ID, "injected")

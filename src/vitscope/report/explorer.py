@@ -62,7 +62,7 @@ const att = D.images.map(im => bytes(im.attention));
 const peaks = D.images.map(im => new Float32Array(bytes(im.peak).buffer));
 const [GH, GW] = D.grid, P = GH * GW, HP = D.head_slots;
 let query = [Math.floor(GH / 2), Math.floor(GW / 2)];
-function fill(sel, labels) { sel.innerHTML = labels.map((t, i) => `<option value="${i}">${t}</option>`).join(''); }
+function fill(sel, labels) { sel.replaceChildren(...labels.map((t, i) => new Option(String(t), i))); }
 fill($('image'), D.images.map(im => im.name));
 fill($('block'), Array.from({length: D.depth}, (_, i) => `block ${i + 1}`));
 fill($('head'), HP > 1 ? [...Array.from({length: HP - 1}, (_, i) => `head ${i + 1}`), 'mean over heads'] : ['mean over heads']);
