@@ -160,7 +160,10 @@ def test_sigterm_during_pretrain_saves_and_resumes_to_the_uninterrupted_run(tmp_
     stopped = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert line == (f"vitscope: stopped by SIGTERM after step {stopped['step']}; checkpoint saved to "
                     f"{tmp_path / 'b' / 'checkpoint.pt'}; continue with: vitscope pretrain --resume --out {tmp_path / 'b'}")
-    assert 6 <= stopped["step"] < 16 and stopped["epoch"] == stopped["step"] // 4 and leftovers(tmp_path / "b") == []
+    # the checkpoint holds the epoch in progress and the steps done: a signal during the last step of an
+    # epoch saves (epoch e, step 4(e + 1)), which resumes at the next epoch (seen on a loaded CI machine)
+    assert 6 <= stopped["step"] < 16 and leftovers(tmp_path / "b") == []
+    assert 4 * stopped["epoch"] < stopped["step"] <= 4 * (stopped["epoch"] + 1)
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     for out, extra in ((tmp_path / "b", ["--resume"]), (tmp_path / "a", [])):
         done = subprocess.run([sys.executable, "-m", "vitscope", *pretrain(out, *extra)], env=env, capture_output=True,
