@@ -141,6 +141,17 @@ def logged_steps(out: Path) -> int:
     return max((json.loads(ln)["step"] for ln in lines if ln.endswith("}")), default=0)
 
 
+def resumed_and_uninterrupted(command, tmp_path: Path, timeout: int) -> tuple[dict, dict]:
+    """Run ``command(out, *extra)`` with --resume in ``tmp_path/b`` and uninterrupted in ``tmp_path/a``;
+    the two final checkpoints (a, b)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    for out, extra in ((tmp_path / "b", ["--resume"]), (tmp_path / "a", [])):
+        done = subprocess.run([sys.executable, "-m", "vitscope", *command(out, *extra)], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return tuple(torch.load(tmp_path / x / "checkpoint.pt", weights_only=True) for x in ("a", "b"))
+
+
 def test_sigterm_during_pretrain_saves_and_resumes_to_the_uninterrupted_run(tmp_path):
     """SIGTERM mid-epoch: the state after the current step is saved (no epoch checkpoint is due:
     --save-every 100), the line says how to resume, and the resumed run ends bit for bit where an
@@ -164,13 +175,7 @@ def test_sigterm_during_pretrain_saves_and_resumes_to_the_uninterrupted_run(tmp_
     # epoch saves (epoch e, step 4(e + 1)), which resumes at the next epoch (seen on a loaded CI machine)
     assert 6 <= stopped["step"] < 16 and leftovers(tmp_path / "b") == []
     assert 4 * stopped["epoch"] < stopped["step"] <= 4 * (stopped["epoch"] + 1)
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    for out, extra in ((tmp_path / "b", ["--resume"]), (tmp_path / "a", [])):
-        done = subprocess.run([sys.executable, "-m", "vitscope", *pretrain(out, *extra)], env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    a, b = resumed_and_uninterrupted(pretrain, tmp_path, timeout=300)
     assert a["step"] == b["step"] == 16
     for part in ("model", "objective"):
         for k in a[part]:
@@ -201,13 +206,7 @@ def test_sigusr1_during_finetune_saves_and_resumes_to_the_uninterrupted_run(tmp_
     assert stopped["epoch"] == 0 and 2 <= stopped["batches_done"] < 16 and leftovers(tmp_path / "b") == []
     assert line == (f"vitscope: stopped by SIGUSR1 in epoch 1 after batch {stopped['batches_done']} of 16; checkpoint "
                     f"saved to {tmp_path / 'b' / 'checkpoint.pt'}; continue with the same command and --resume")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    for out, extra in ((tmp_path / "b", ["--resume"]), (tmp_path / "a", [])):
-        done = subprocess.run([sys.executable, "-m", "vitscope", *finetune(out, *extra)], env=env, capture_output=True,
-                              text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    a, b = resumed_and_uninterrupted(finetune, tmp_path, timeout=600)
     assert a["epoch"] == b["epoch"] == 2 and a["history"] == b["history"]
     for k in a["model"]:
         torch.testing.assert_close(b["model"][k], a["model"][k], rtol=0, atol=0, msg=k)
