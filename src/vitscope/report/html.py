@@ -126,7 +126,7 @@ def findings_section(folders: list[Path], families: dict[str, str]) -> str:
         f"<td style='text-align:left'>{html.escape(v.status)}: {html.escape(v.numbers)}</td></tr>"
         for c, v in rows)
     return (f"<h2>Findings: the papers' claims on these results</h2><p>Families: {fams}. "
-            f"✓ holds, ✗ does not hold, – not enough data in the folders given.</p>"
+            f"✓ holds, ✗ does not hold, ○ not meaningful (a fine-tuned model below its own linear probe), – not enough data in the folders given.</p>"
             f"<table><tr><th></th><th>paper, figure</th><th>claim</th><th>measured</th></tr>{body}</table>")
 
 
