@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from vitscope.train.augment import BatchRandom, dino_views
 from vitscope.train.config import PretrainConfig, resolve, weight_decay_at
-from vitscope.train.dino import DINO, DINOHead, default_local_size, dino_loss, teacher_probs, teacher_temp_at, updated_center
+from vitscope.train.dino import (DINO, DINOHead, default_local_size, dino_loss, mean_entropy, teacher_probs, teacher_temp_at,
+                                 updated_center)
 from vitscope.train.encoder import ViTEncoder
 
 
@@ -36,6 +37,29 @@ def test_teacher_centring_and_sharpening():
     torch.testing.assert_close(teacher_probs(g, c + 5.0, 0.5), p)
 
 
+def test_collapse_monitors_entropy_and_kl():
+    # H((1, 0)) = 0, H((1/2, 1/2)) = log 2, H(uniform over 4) = log 4; 0·log 0 counts as 0
+    p = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0], [0.25] * 4])
+    assert mean_entropy(p).item() == pytest.approx((math.log(2) + math.log(4)) / 3, rel=1e-6)
+
+
+def test_forward_logs_teacher_entropy_and_kl(dino):
+    model = dino(warmup_teacher_temp_epochs=0)
+    v1, v2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        t = model.teacher_head(model.teacher.pooled(model.teacher(torch.cat([v1, v2]))))
+        p = teacher_probs(t, model.center, model.teacher_temp())
+        out = model(v1, v2)
+    s1, s2 = model.head(model.encoder.pooled(model.encoder(torch.cat([v1, v2])))).chunk(2)
+    # KL(P_t^i || P_s^v) over the two pairs, by its definition Σ p log(p / q)
+    q1, q2 = (F.softmax(s / model.student_temp, -1) for s in (s1, s2))
+    p1, p2 = p.chunk(2)
+    kl = ((p1 * (p1 / q2).log()).sum(-1).mean() + (p2 * (p2 / q1).log()).sum(-1).mean()) / 2
+    torch.testing.assert_close(out["kl"], kl, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out["teacher_entropy"], mean_entropy(p))
+    assert 0 < out["teacher_entropy"].item() <= math.log(16) + 1e-6
+
+
 def test_center_update_is_an_ema_of_the_batch_mean():
     c = torch.tensor([[1.0, 0.0]])
     g = torch.tensor([[0.0, 2.0], [2.0, 4.0]])  # batch mean (1, 3)
@@ -49,7 +73,9 @@ def test_schedules_teacher_temperature_weight_decay_momentum():
     assert teacher_temp_at(0, 0.04, 0.07, 0) == 0.07
     cfg = resolve(PretrainConfig(method="dino", epochs=100))
     assert (cfg.weight_decay, cfg.weight_decay_end, cfg.clip_grad) == (0.04, 0.4, 3.0)
-    assert cfg.dino_warmup_teacher_temp_epochs == 10 and cfg.warmup_epochs == 10
+    # main_dino.py's defaults: τ_t = 0.04 throughout (the 0.04 → 0.07 warm-up is a --set away)
+    assert (cfg.dino_warmup_teacher_temp, cfg.dino_teacher_temp, cfg.dino_warmup_teacher_temp_epochs) == (0.04, 0.04, 0)
+    assert cfg.warmup_epochs == 10
     assert cfg.dino_global_crop_min == 0.14  # no local crops: the official advice
     assert resolve(PretrainConfig(method="dino", local_crops=8)).dino_global_crop_min == 0.4
     assert weight_decay_at(0, 100, cfg) == pytest.approx(0.04) and weight_decay_at(100, 100, cfg) == pytest.approx(0.4)

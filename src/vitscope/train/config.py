@@ -88,9 +88,9 @@ class PretrainConfig:
     dino_hidden_dim: int = 2048
     dino_bottleneck_dim: int = 256
     dino_m: float = 0.996  # teacher momentum, half cosine to 1
-    dino_teacher_temp: float = 0.07
+    dino_teacher_temp: float = 0.04  # main_dino.py's default; its ViT-S/16 recipe warms 0.04 → 0.07 over 30 epochs
     dino_warmup_teacher_temp: float = 0.04
-    dino_warmup_teacher_temp_epochs: float | None = None  # default: 30 of 300 epochs, as a fraction
+    dino_warmup_teacher_temp_epochs: float = 0.0  # 0.07 after a 1.6-epoch warm-up collapsed (docs/pretrain.md)
     dino_student_temp: float = 0.1
     dino_center_m: float = 0.9
     dino_freeze_last_layer: float = 1.0  # epochs with the prototypes frozen
@@ -233,8 +233,6 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
         weight_decay=cfg.weight_decay if cfg.weight_decay is not None else d["weight_decay"],
         weight_decay_end=cfg.weight_decay_end if cfg.weight_decay_end is not None else d.get("weight_decay_end"),
         clip_grad=cfg.clip_grad if cfg.clip_grad is not None else d.get("clip_grad", 0.0),
-        dino_warmup_teacher_temp_epochs=cfg.dino_warmup_teacher_temp_epochs
-        if cfg.dino_warmup_teacher_temp_epochs is not None else round(0.1 * cfg.epochs, 3),
         dino_global_crop_min=cfg.dino_global_crop_min if cfg.dino_global_crop_min is not None
         else (0.4 if cfg.local_crops else 0.14),
         beta2=cfg.beta2 if cfg.beta2 is not None else d["beta2"],

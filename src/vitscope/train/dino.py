@@ -13,8 +13,13 @@ student, through a cross-entropy between their distributions over K prototypes:
   with m on a half cosine from ``dino_m`` (0.996) to 1; it sees the two global crops only
   and runs without drop-path.
 - **Centring and sharpening**: teacher probabilities P_t = softmax((g_t − c) / τ_t) with a
-  centre c ← 0.9·c + 0.1·mean(g_t) over the global batch (all processes) and τ_t warmed up
-  linearly from 0.04 to 0.07 (:func:`teacher_temp_at`); student P_s = softmax(g_s / 0.1).
+  centre c ← 0.9·c + 0.1·mean(g_t) over the global batch (all processes) and τ_t = 0.04
+  (``main_dino.py``'s default), or warmed up linearly to a higher value such as the ViT-S/16
+  recipe's 0.07 (:func:`teacher_temp_at`); student P_s = softmax(g_s / 0.1). On the zoo's
+  CIFAR-10 ViT a warm-up to 0.07 in 1.6 epochs collapsed to the uniform distribution
+  (docs/pretrain.md), as the official help warns ("anything above 0.07 is unstable").
+- **Collapse monitors**: the forward pass also returns the teacher entropy and the KL
+  divergence between teacher and student (:func:`mean_entropy`), logged every ``log_every`` steps.
 - **Loss** (:func:`dino_loss`): the mean over pairs (global crop i of the teacher, crop v of
   the student, v ≠ i) of H(P_t^i, P_s^v) = −Σ_k P_t^i(k) log P_s^v(k), averaged over images.
 - **Multi-crop**: two global crops at the model's input size plus ``local_crops`` small
@@ -87,6 +92,17 @@ def dino_loss(student_logits: list[torch.Tensor], teacher: list[torch.Tensor], s
     return total / terms
 
 
+def mean_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of H(p) = −Σ_k p(k) log p(k) (0·log 0 = 0), in nats.
+
+    Logged with the KL divergence (the loss minus this teacher entropy, as every teacher crop
+    has the same number of student partners), the two quantities by which the DINO paper
+    (Sec. 5.3, Fig. 7) tells its two collapses apart: H → log K with KL → 0 is collapse to the
+    uniform distribution, H → 0 with KL → 0 collapse to one prototype; learning keeps KL > 0.
+    """
+    return -torch.special.xlogy(probs, probs).sum(-1).mean()
+
+
 def updated_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: float) -> torch.Tensor:
     """c ← m·c + (1 − m)·mean(g_t), the mean over every teacher output of the global batch.
 
@@ -113,7 +129,7 @@ class DINO(nn.Module):
     """
 
     def __init__(self, encoder: ViTEncoder, *, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
+                 student_temp: float = 0.1, teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: float = 0.0, center_momentum: float = 0.9,
                  freeze_last_layer: float = 1.0, global_scale: tuple[float, float] = (0.4, 1.0),
                  local_scale: tuple[float, float] = (0.05, 0.4), local_crops: int = 0,
@@ -182,7 +198,8 @@ class DINO(nn.Module):
         loss = dino_loss(student, probs, self.student_temp)
         with torch.no_grad():
             self.center.copy_(updated_center(self.center, t, self.center_momentum))
-        return {"loss": loss}
+            h = mean_entropy(torch.cat(probs))
+        return {"loss": loss, "teacher_entropy": h, "kl": loss.detach() - h}
 
 
 def default_local_size(encoder: ViTEncoder) -> int:

@@ -92,7 +92,7 @@ def build_objective(cfg: PretrainConfig, encoder: ViTEncoder) -> nn.Module:
     if cfg.method == "moco":
         return moco()
     if cfg.method == "dino":
-        assert cfg.dino_global_crop_min is not None and cfg.dino_warmup_teacher_temp_epochs is not None
+        assert cfg.dino_global_crop_min is not None
         return DINO(encoder, out_dim=cfg.dino_out_dim, hidden_dim=cfg.dino_hidden_dim,
                     bottleneck_dim=cfg.dino_bottleneck_dim, student_temp=cfg.dino_student_temp,
                     teacher_temp=cfg.dino_teacher_temp, warmup_teacher_temp=cfg.dino_warmup_teacher_temp,
