@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from vitscope.data import open_dataset, subset
+from vitscope.data import subset
 from vitscope.data.images import Transform
+from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.errors import VitscopeError
 
 
@@ -31,7 +32,7 @@ def classes_of(ds: Dataset) -> list[str]:
 
 @dataclass
 class LabelledSet:
-    """A data set with its spec, labels ``[N]`` and class names (``num_classes`` of them)."""
+    """A data set with its spec (or description), labels ``[N]`` and class names (``num_classes`` of them)."""
 
     spec: str
     dataset: Dataset
@@ -46,17 +47,19 @@ class LabelledSet:
         return len(self.labels)
 
 
-def open_labelled(spec: str, transform: Transform, images: int | None = None, seed: int = 0) -> LabelledSet:
-    """Open ``spec`` (``vitscope.data.open_dataset``), take a seeded subset, require labels.
+def open_labelled(source: DataSource, transform: Transform, images: int | None = None, seed: int = 0) -> LabelledSet:
+    """Open ``source`` (:func:`vitscope.data.sources.open_data`), take a seeded subset, require labels.
 
     Raises :class:`VitscopeError` when any image lacks a label (flat folder, ``.npz``
-    without ``labels``), since probes, k-NN and fine-tuning all need them.
+    without ``labels``, an array without labels), since probes, k-NN and fine-tuning all need them.
     """
-    full = open_dataset(spec, transform)
+    full = open_data(source, transform)
+    spec = describe_data(source)
     if (labels_of(full) < 0).any():
         raise VitscopeError(
             f"data '{spec}' has no class labels: evaluation needs a folder with one sub-folder per class, "
-            "a .npz with a 'labels' array, or cifar10:train / cifar10:test"
+            "a .npz with a 'labels' array, cifar10:train / cifar10:test, (images, labels) or a Dataset of "
+            "(image, label) items"
         )
     ds = subset(full, images, seed)
     labels = labels_of(ds)

@@ -91,8 +91,30 @@ def load(spec: str, *, seed: int = 0) -> nn.Module:
         model = load_zoo(s.target)
     else:
         model = load_checkpoint(Path(s.target), arch=s.arch)
-    if not hasattr(model, "blocks"):
-        raise VitscopeError(f"'{spec}' is a {type(model).__name__}, not a Vision Transformer")
-    check_finite_parameters(model, f"model '{spec}'")
+    check_vit(model, f"'{spec}'")
     model.vitscope_spec = str(s)
     return model.eval()
+
+
+def check_vit(model: nn.Module, name: str) -> None:
+    """Raise :class:`VitscopeError` unless ``model`` is a ViT with finite weights (``name`` says which)."""
+    if not isinstance(model, nn.Module) or not hasattr(model, "blocks"):
+        raise VitscopeError(f"{name} is a {type(model).__name__}, not a Vision Transformer")
+    check_finite_parameters(model, f"model {name}")
+
+
+def as_vit(model: str | nn.Module, *, seed: int = 0) -> nn.Module:
+    """A model spec loaded with :func:`load`, or a ViT already in memory checked (timm-like, finite
+    weights) and put in eval mode; any other object is a :class:`VitscopeError`."""
+    if isinstance(model, (str, Path)):
+        return load(str(model), seed=seed)
+    check_vit(model, f"the {type(model).__name__} given")
+    return model.eval()
+
+
+def spec_of(model: str | nn.Module) -> str:
+    """What results record as a model's spec: the spec string, the spec a loaded model carries
+    (``vitscope_spec``), or ``"<class> (in memory)"`` for a model built elsewhere."""
+    if isinstance(model, (str, Path)):
+        return str(model)
+    return getattr(model, "vitscope_spec", None) or f"{type(model).__name__} (in memory)"
