@@ -4,11 +4,13 @@ images ──► DataLoader ──► model (eval, autocast) ──► taps ─�
                                                                └─ compute() once ─► results.json
 
 One forward pass feeds every selected metric; only the taps they need are hooked, and
-each metric reduces its tensors inside the hook, layer by layer.
+each metric reduces its tensors inside the hook, layer by layer. :func:`analyze_model` is the
+whole of ``vitscope analyze`` but the files: model and images in, the results dict out.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -20,15 +22,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vitscope.capture import TapError, Taps, ViTInfo, needed_taps, vit_info
-from vitscope.data import SkipLog, iterate
+from vitscope.data import SkipLog, iterate, make_loader, subset
+from vitscope.data.sources import DataSource, describe_data, open_data
+from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
 from vitscope.metrics.attention import AttentionStats
 from vitscope.metrics.base import StreamingMetric
 from vitscope.metrics.fourier import FourierStats
 from vitscope.metrics.similarity import SimilarityStats
-from vitscope.metrics.spectrum import SpectrumStats
+from vitscope.metrics.spectrum import IMAGE_RANK_RULE, SpectrumStats
 from vitscope.models.finite import check_finite_activations
-from vitscope.runtime import autocast, distributed
+from vitscope.models.load import spec_of
+from vitscope.results import versions
+from vitscope.runtime import autocast, distributed, shard
+
+log = logging.getLogger("vitscope")
 
 METRICS: dict[str, type[StreamingMetric]] = {
     m.name: m for m in (AttentionStats, SimilarityStats, SpectrumStats, FourierStats)
@@ -132,5 +140,68 @@ def run_metrics(
 
 def model_summary(model: nn.Module) -> dict[str, Any]:
     """Spec, class and token layout of a model, for the results file."""
-    return {"spec": getattr(model, "vitscope_spec", None), "class": type(model).__name__,
-            **asdict(model_info(model))}
+    return {"spec": spec_of(model), "class": type(model).__name__, **asdict(model_info(model))}
+
+
+DEFAULT_METRICS = ("attention", "similarity", "spectrum", "fourier")
+
+CONVENTIONS = {
+    "prefix_tokens": "dropped; attention rows renormalised over patch tokens",
+    "nmi_query_prior": "uniform, p(q) = 1/N",
+    "distance": "pixels between patch centres (patch size x grid distance)",
+    "depth_index": "attention/similarity: block i; spectrum/fourier: 0 = embedding, i = after block i",
+    "checkpoints": "loaded strictly",
+    "image_spectrum_rank": IMAGE_RANK_RULE,
+}
+
+
+def analyze_model(
+    model: nn.Module, data: DataSource, *, images: int | None = None, batch_size: int = 64,
+    device: torch.device, precision: str = "fp32", metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0,
+    workers: int | None = None, progress: bool = True, decoder: bool = False, compile: bool = False,
+    rank: int = 0, world: int = 1,
+) -> dict[str, Any]:
+    """Every metric of ``metrics`` for ``model`` over ``data`` (a seeded subset of ``images``), one
+    pass: the content of an analysis ``results.json``.
+
+    Under ``torchrun`` process ``rank`` of ``world`` analyses a disjoint shard and the accumulators are
+    summed. ``decoder``: an MAE pretraining checkpoint's decoder is analysed too (mask ratio 0, a
+    second pass), its metrics under ``metrics["decoder"]`` (Park et al. Fig. 10); the model must have
+    been loaded from that checkpoint. ``compile``: torch.compile the attention and similarity reductions.
+    """
+    accumulators = build_metrics(metrics, model, device, compile)
+    if decoder:
+        from vitscope.models.mae_decoder import load_mae_decoder
+
+        spec = getattr(model, "vitscope_spec", None)
+        if spec is None:
+            raise VitscopeError("the decoder needs the model as an MAE checkpoint path, not a model in memory")
+        dec, layout = load_mae_decoder(spec, model)
+        dec_accumulators = build_metrics(metrics, dec, device, compile)
+    ds = shard(subset(open_data(data, model_transform(model)), images, seed), rank, world)
+    loader = make_loader(ds, batch_size, workers=workers, pin=device.type == "cuda")
+    loader.num_images = len(ds)  # type: ignore[attr-defined,arg-type]
+    res = run_metrics(model, loader, accumulators, device=device, precision=precision, progress=progress and rank == 0)
+    if decoder:
+        dec_res = run_metrics(dec, loader, dec_accumulators, device=device, precision=precision,
+                              progress=progress and rank == 0)
+        res["metrics"]["decoder"] = dec_res["metrics"]
+        res["seconds"] += dec_res["seconds"]
+    if res["skipped"]:
+        log.warning("%d unreadable images skipped (names in results.json 'skipped')", len(res["skipped"]))
+    preprocessing = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_data_config(model).items()}
+    results = {
+        "kind": "vitscope-analysis",
+        "model": model_summary(model),
+        "data": {"spec": describe_data(data), "requested_images": images, "images": res["images"],
+                 "skipped": res["skipped"], "preprocessing": preprocessing},
+        "seed": seed, "device": str(device), "processes": world, "precision": precision, "compiled": compile,
+        "seconds": res["seconds"], "images_per_second": res["images"] / max(res["seconds"], 1e-9),
+        "versions": versions(),
+        "conventions": dict(CONVENTIONS),
+        "metrics": res["metrics"],
+    }
+    if decoder:
+        results["decoder"] = {**dec.summary(), "layout": layout, "metrics_key": "metrics.decoder",
+                              "depth_index": "decoder block i (spectrum/fourier: 0 = decoder input)"}
+    return results

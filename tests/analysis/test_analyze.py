@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from vitscope.commands.analyze import analyze
+from vitscope.api import analyze
 from vitscope.data.synthetic import write_synthetic_folder
 
 MODEL = "random:vit_tiny_patch4_32"
@@ -18,7 +18,7 @@ def images(tmp_path_factory):
 
 
 def test_analyze_writes_results_and_plots(tmp_path, images):
-    res = analyze(MODEL, str(images), tmp_path, batch_size=5, workers=0, progress=False)
+    res = analyze(MODEL, str(images), out=tmp_path, batch_size=5, workers=0, progress=False).results
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["data"]["images"] == 12 and saved["model"]["spec"] == MODEL
     assert saved["model"]["depth"] == 12 and saved["model"]["grid_size"] == [8, 8]
@@ -32,8 +32,8 @@ def test_analyze_writes_results_and_plots(tmp_path, images):
 
 
 def test_batch_size_does_not_change_results(tmp_path, images):
-    a = analyze(MODEL, str(images), tmp_path / "a", batch_size=12, workers=0, progress=False, plots=False)
-    b = analyze(MODEL, str(images), tmp_path / "b", batch_size=5, workers=0, progress=False, plots=False)
+    a = analyze(MODEL, str(images), out=tmp_path / "a", batch_size=12, workers=0, progress=False, plots=False).results
+    b = analyze(MODEL, str(images), out=tmp_path / "b", batch_size=5, workers=0, progress=False, plots=False).results
     for metric in ("attention", "similarity", "spectrum", "fourier"):
         for key, va in a["metrics"][metric].items():
             if isinstance(va, list) and va and not isinstance(va[0], str):
@@ -46,7 +46,7 @@ def test_metric_selection_and_plot_overlay(tmp_path, images, monkeypatch, capsys
                            str(tmp_path / "r1"), "--metrics", "attention", "--workers", "0", "--no-progress")
     assert code in (0, None) and "12 images" in out
     assert set(json.loads((tmp_path / "r1" / "results.json").read_text())["metrics"]) == {"attention"}
-    analyze("random:vit_small_patch4_32", str(images), tmp_path / "r2", metrics="attention", workers=0,
+    analyze("random:vit_small_patch4_32", str(images), out=tmp_path / "r2", metrics="attention", workers=0,
             progress=False, plots=False)
     code, out, _ = run_cli(monkeypatch, capsys, "plot", str(tmp_path / "r1"), str(tmp_path / "r2"),
                            "--out", str(tmp_path / "both"))
@@ -54,8 +54,8 @@ def test_metric_selection_and_plot_overlay(tmp_path, images, monkeypatch, capsys
 
 
 def test_compile_flag_gives_the_eager_results(tmp_path, images, monkeypatch, capsys):
-    eager = analyze(MODEL, str(images), tmp_path / "e", metrics="attention,fourier", batch_size=5, workers=0,
-                    progress=False, plots=False)
+    eager = analyze(MODEL, str(images), out=tmp_path / "e", metrics="attention,fourier", batch_size=5, workers=0,
+                    progress=False, plots=False).results
     code, _, _ = run_cli(monkeypatch, capsys, "analyze", "--model", MODEL, "--data", str(images), "--out",
                          str(tmp_path / "c"), "--metrics", "attention,fourier", "--batch-size", "5", "--compile",
                          "--workers", "0", "--no-progress", "--no-plots")
@@ -118,7 +118,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path, images):
     """Two gloo processes analyse disjoint shards; summed states give the one-process result."""
     import os
 
-    one = analyze(MODEL, str(images), tmp_path / "one", batch_size=4, workers=0, progress=False, plots=False)
+    one = analyze(MODEL, str(images), out=tmp_path / "one", batch_size=4, workers=0, progress=False, plots=False).results
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                         "--master_port", "29517", "-m", "vitscope", "analyze", "--model", MODEL,

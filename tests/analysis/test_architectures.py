@@ -7,6 +7,7 @@ Families vitscope cannot analyse (attention across channels, two token layouts) 
 one line. The table in docs/models.md lists the same families.
 """
 
+import importlib
 import json
 import math
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from cli_helpers import run_cli
-from vitscope.commands.analyze import analyze
+from vitscope.api import analyze
 from vitscope.data.synthetic import write_synthetic_folder
 from vitscope.models.timm_factory import create_timm
 
@@ -65,7 +66,7 @@ def use_tiny(monkeypatch, name: str, kwargs: dict, edit=None) -> str:
         model.vitscope_spec = s
         return model
 
-    monkeypatch.setattr("vitscope.models.load", tiny)
+    monkeypatch.setattr(importlib.import_module("vitscope.models.load"), "load", tiny)  # what as_vit calls
     return spec
 
 
@@ -87,7 +88,7 @@ def numbers(obj):
 def test_analyze_every_supported_family(name, images, tmp_path, monkeypatch):
     kwargs, prefix = SUPPORTED[name]
     spec = use_tiny(monkeypatch, name, kwargs)
-    res = analyze(spec, str(images), tmp_path, batch_size=4, workers=0, progress=False, plots=False)
+    res = analyze(spec, str(images), out=tmp_path, batch_size=4, workers=0, progress=False, plots=False).results
     model, m = res["model"], res["metrics"]
     depth, heads = model["depth"], model["num_heads"]
     (gh, gw), (ph, pw) = model["grid_size"], model["patch_size"]
@@ -172,8 +173,8 @@ def test_uniform_attention_end_to_end_by_hand(name, images, tmp_path, monkeypatc
     attention, whose entropy over the 16 patches is log 16."""
     kwargs, _ = SUPPORTED[name]
     spec = use_tiny(monkeypatch, name, kwargs, edit=zero_scores)
-    a = analyze(spec, str(images), tmp_path, metrics="attention", batch_size=4, workers=0, progress=False,
-                plots=False)["metrics"]["attention"]
+    a = analyze(spec, str(images), out=tmp_path, metrics="attention", batch_size=4, workers=0, progress=False,
+                plots=False).metrics["attention"]
     windows = a.get("window_sizes", [0, 0])
     grid = 5 if name.startswith("samvit") else 4
     for layer, window in enumerate(windows):

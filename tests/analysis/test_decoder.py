@@ -12,7 +12,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from vitscope.cli import main
-from vitscope.commands.analyze import analyze
+from vitscope.api import analyze
 from vitscope.data.synthetic import write_synthetic_folder
 from vitscope.models import load
 from vitscope.models.mae_decoder import load_mae_decoder
@@ -71,7 +71,7 @@ def test_official_decoder_is_mae_forward_decoder_without_masking(official):
 
 def test_analyze_decoder_reports_encoder_then_decoder_blocks(official, images, tmp_path):
     path, *_ = official
-    res = analyze(str(path), str(images), tmp_path, batch_size=3, workers=0, progress=False, decoder=True)
+    res = analyze(str(path), str(images), out=tmp_path, batch_size=3, workers=0, progress=False, decoder=True).results
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["decoder"]["depth"] == DEC_DEPTH and saved["decoder"]["num_heads"] == 16
     dec = saved["metrics"]["decoder"]

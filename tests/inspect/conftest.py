@@ -13,9 +13,9 @@ def photo_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def inspected(tmp_path_factory, photo_folder):
     """One `vitscope inspect` run on two images (with per-head maps), shared by the tests."""
-    from vitscope.commands.inspect import inspect
+    from vitscope.api import inspect
 
     out = tmp_path_factory.mktemp("inspected")
     images = sorted(photo_folder.rglob("*.png"))[:2]
-    res = inspect(out, model_spec=MODEL, image=images, heads=True, maps=1, query=["4,4", "0,7"], device="cpu")
+    res = inspect(MODEL, images, out=out, heads=True, maps=1, query=["4,4", "0,7"], device="cpu").results
     return out, res, images

@@ -112,13 +112,13 @@ def test_explorer_menu_shows_image_names_as_text(browser, photo_folder, tmp_path
 
     from selenium.webdriver.common.by import By
 
-    from vitscope.commands.inspect import inspect
+    from vitscope.api import inspect
     from inspect_helpers import MODEL
 
     name = "<i id=injected>cat.png"
     sh.copy(sorted(photo_folder.rglob("*.png"))[0], tmp_path / name)
     out = tmp_path / "out"
-    inspect(out, model_spec=MODEL, image=[tmp_path / name], maps=1, device="cpu")
+    inspect(MODEL, [tmp_path / name], out=out, maps=1, device="cpu")
     browser.get((out / "explorer.html").as_uri())
     options = browser.find_elements(By.CSS_SELECTOR, "#image option")
     assert [o.text for o in options] == [name]

@@ -85,14 +85,14 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, photo_folder, case
 
 
 def test_folder_choice_spreads_over_three_classes(photo_folder):
-    from vitscope.inspect.collect import from_folder
+    from vitscope.inspect.collect import from_data
 
-    imgs = from_folder(photo_folder, load(MODEL), 7, seed=0)
+    imgs = from_data(photo_folder, load(MODEL), 7, seed=0)
     # 4 class folders (circle, square, ...): the first three sorted, drawn round-robin: 3 + 2 + 2
     assert len(imgs.names) == 7 and len(set(imgs.classes)) == 3
     assert sorted(imgs.classes.count(c) for c in set(imgs.classes)) == [2, 2, 3]
     assert imgs.classes == sorted(imgs.classes, key=imgs.classes.index)  # grouped by class
-    again = from_folder(photo_folder, load(MODEL), 7, seed=0)
+    again = from_data(photo_folder, load(MODEL), 7, seed=0)
     assert again.names == imgs.names and tuple(imgs.tensors.shape) == (7, 3, 32, 32)
 
 
@@ -110,8 +110,8 @@ def test_same_file_name_in_two_folders_gets_two_labels(tmp_path, photo_folder, m
     """cat/0000.png and ship/0000.png: distinct names in inspect.json, the token figure and the explorer menu."""
     import shutil
 
-    from vitscope.commands.inspect import inspect
-    from vitscope.inspect import figures
+    from vitscope.api import inspect
+    from vitscope.inspect import run
 
     source = sorted(photo_folder.rglob("*.png"))[:2]
     images = []
@@ -119,14 +119,14 @@ def test_same_file_name_in_two_folders_gets_two_labels(tmp_path, photo_folder, m
         (tmp_path / folder).mkdir()
         images.append(shutil.copy(src, tmp_path / folder / "0000.png"))
     legends: dict[str, list[str]] = {}
-    save = figures.save_figure
+    save = run.save_figure
 
     def spy(fig, path, **kwargs):  # the legend of every figure inspect draws, by file name
         legends[path.name] = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
         return save(fig, path, **kwargs)
 
-    monkeypatch.setattr(figures, "save_figure", spy)
-    res = inspect(tmp_path / "out", model_spec=MODEL, image=images, maps=1, device="cpu")
+    monkeypatch.setattr(run, "save_figure", spy)
+    res = inspect(MODEL, images, out=tmp_path / "out", maps=1, device="cpu").results
     want = ["cat/0000.png", "ship/0000.png"]
     assert res["data"]["names"] == want and res["tokens_before_after"]["images"] == want
     assert legends["tokens_before_after.png"] == [f"{n}: {when}" for n in want for when in ("before", "after")]

@@ -97,7 +97,7 @@ def test_tar_reader_stays_inside_the_archive(tmp_path, monkeypatch):
 
     import numpy as np
 
-    import vitscope.robustness.cue_conflict as cc
+    from vitscope.robustness import cue_conflict as cc
 
     rng = np.random.default_rng(0)
     outside = tmp_path / "outside"

@@ -182,7 +182,7 @@ def test_unlabelled_or_out_of_range_labels_are_refused(tmp_path):
 
 
 def test_bad_class_map_fails_before_any_image_is_run(image_folder, cue_folder, tmp_path, monkeypatch):
-    import vitscope.robustness.run as run_module
+    from vitscope.robustness import run as run_module
 
     def never(*args, **kwargs):
         raise AssertionError("noise analysis ran before the class map was checked")

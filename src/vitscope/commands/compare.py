@@ -9,6 +9,7 @@ import typer
 
 from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
 from vitscope.compare.grams import LAYER_TYPES
+from vitscope.errors import VitscopeError
 from vitscope.metrics.cka import TOKEN_REDUCTIONS
 from vitscope.models.load import SUPPORTED_SPECS
 
@@ -29,13 +30,14 @@ def compare(
     progress: Progress = True,
 ) -> None:
     """Compare two models layer by layer (minibatch CKA) and by their predictions (Kendall's τ, F1)."""
-    from vitscope.compare import CompareConfig, run_compare
+    from vitscope.api import compare as compare_models
 
-    results = run_compare(CompareConfig(
-        models=list(model), data=data, out=out, images=images, batch_size=batch_size, device=device,
-        precision=precision, token_reduction=token_reduction, seed=seed, probes=list(probe),
-        layer_types=tuple(layer_type), workers=workers, progress=progress,
-    ))
+    if len(model) > 2:
+        raise VitscopeError(f"compare takes one model (against itself) or two, got {len(model)}")
+    results = compare_models(model[0], model[1] if len(model) == 2 else None, data, out=out, images=images,
+                             batch_size=batch_size, device=device, precision=precision,
+                             token_reduction=token_reduction, seed=seed, probes=probe, layer_types=layer_type,
+                             workers=workers, progress=progress).results
     typer.echo(f"compared {results['data']['images']} images; results in {out / 'results.json'}")
 
 

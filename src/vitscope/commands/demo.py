@@ -26,23 +26,21 @@ FAMILIES = {"moco": "cl", "simmim": "mim"}
 
 def run_demo(out: Path, *, device: str = "auto", progress: bool = False) -> tuple[Path, str]:
     """Run the demo into ``out``; return the report path and the findings as text."""
-    from vitscope.commands.analyze import analyze
-    from vitscope.compare import CompareConfig, run_compare
-    from vitscope.eval.probe_run import ProbeRun, run_probe
+    from vitscope.api import analyze, compare, probe
     from vitscope.report.findings import check_claims, findings_text, gather
     from vitscope.report.html import build_report
     from vitscope.report.plots import plot_all
 
     folders, runs = [], []
     for name, spec in MODELS.items():
-        res = analyze(spec, str(QUERY), out / f"analyze-{name}", batch_size=100, device=device, workers=0,
+        res = analyze(spec, str(QUERY), out=out / f"analyze-{name}", batch_size=100, device=device, workers=0,
                       progress=progress)
-        runs.append((f"{name} ({spec})", res["metrics"]))
-        run_probe(ProbeRun(model=spec, train_data=str(BANK), val_data=str(QUERY), out=out / f"knn-{name}",
-                           linear=False, device=device, cache_features=False, workers=0), progress=progress)
+        runs.append((f"{name} ({spec})", res.metrics))
+        probe(spec, str(BANK), str(QUERY), out=out / f"knn-{name}", linear=False, batch_size=128, device=device,
+              cache_features=False, workers=0, progress=progress)
         folders += [out / f"analyze-{name}", out / f"knn-{name}"]
-    run_compare(CompareConfig(models=list(MODELS.values()), data=str(QUERY), out=out / "cka", images=None,
-                              batch_size=50, device=device, workers=0))
+    compare(MODELS["moco"], MODELS["simmim"], str(QUERY), out=out / "cka", images=None, batch_size=50, device=device,
+            workers=0, progress=progress)
     plot_all(runs, out / "overlay")
     folders = [out / "overlay", *folders, out / "cka"]
     report = build_report(folders, out / "report.html", title="vitscope demo: MoCo v3 vs SimMIM (zoo models, "

@@ -3,53 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
 from vitscope.errors import VitscopeError
 from vitscope.models import SUPPORTED_SPECS
-
-
-def inspect(out: Path, *, model_spec: str | None = None, image: list[Path] | None = None, data: Path | None = None,
-            images: int = 18, classes: list[str] | None = None, query: list[str] | None = None,
-            heads: bool = False, block: int | None = None, maps: int = 2, explorer_images: int = 4,
-            results: list[Path] | None = None, label: list[str] | None = None, device: str = "auto",
-            precision: str = "fp32", seed: int = 0, perplexity: float = 30.0, batch_size: int = 8,
-            progress: bool = True) -> dict[str, Any]:
-    """Write the figures, ``explorer.html`` and ``inspect.json`` into ``out``; return inspect.json's content."""
-    if model_spec is None and not results:
-        raise VitscopeError("give --model (with --image or --data) and/or --results")
-    if model_spec is not None and bool(image) == (data is not None):
-        raise VitscopeError("give the images either as --image PATH (repeatable) or as --data FOLDER, not both/neither")
-    import torch
-
-    from vitscope.inspect.collect import from_folder, from_paths
-    from vitscope.inspect.run import inspect_model, nmi_kde, write_inspect
-    from vitscope.models import load
-    from vitscope.results import ensure_dir
-    from vitscope.runtime import resolve_device
-
-    ensure_dir(out)
-    entries: dict[str, Any] = {}
-    fields: dict[str, Any] = {"seed": seed}
-    if results:
-        entries["nmi_kde"] = nmi_kde(results, label or [], block, out)
-    if model_spec is not None:
-        torch.manual_seed(seed)
-        model = load(model_spec, seed=seed)
-        imgs = from_paths(image, model) if image else from_folder(data, model, images, seed, classes or ())  # type: ignore[arg-type]
-        dev = resolve_device(device)
-        entries.update(inspect_model(model, imgs, out, queries=query or (), heads=heads, block=block, maps=maps,
-                                     explorer_images=explorer_images, device=dev, precision=precision, seed=seed,
-                                     perplexity=perplexity, batch_size=batch_size, progress=progress))
-        fields.update(model=model_spec, data={"spec": str(data) if data else [str(p) for p in image or []],
-                                               "images": len(imgs.names), "names": imgs.names, "classes": imgs.classes,
-                                               "skipped": imgs.skipped},
-                      device=str(dev), precision=precision)
-    write_inspect(out, entries, **fields)
-    return {**fields, **entries}
 
 
 def register(app: typer.Typer) -> None:
@@ -82,9 +42,15 @@ def register(app: typer.Typer) -> None:
         progress: Progress = True,
         perplexity: Annotated[float, typer.Option(help="t-SNE perplexity (capped at (tokens-1)/3)")] = 30.0,
     ) -> None:
-        res = inspect(out, model_spec=model, image=image, data=data, images=images, classes=classes, query=query,
-                      heads=heads, block=block, maps=maps, explorer_images=explorer_images, results=results,
-                      label=label, device=device, precision=precision, seed=seed, perplexity=perplexity,
-                      batch_size=batch_size, progress=progress)
-        files = res.get("files", []) + (["nmi_kde.png"] if "nmi_kde" in res else [])
+        from vitscope.api import inspect
+
+        if model is None and not results:
+            raise VitscopeError("give --model (with --image or --data) and/or --results")
+        if model is not None and bool(image) == (data is not None):
+            raise VitscopeError("give the images either as --image PATH (repeatable) or as --data FOLDER, "
+                                "not both/neither")
+        files = inspect(model, image or data, out=out, images=images, classes=classes or (), query=query or (),
+                        heads=heads, block=block, maps=maps, explorer_images=explorer_images, results=results or (),
+                        labels=label or (), device=device, precision=precision, seed=seed, perplexity=perplexity,
+                        batch_size=batch_size, progress=progress).files
         typer.echo(f"{len(files)} files -> {out}: {', '.join(files)}; {out / 'inspect.json'}")

@@ -10,7 +10,7 @@ import typer
 from vitscope.commands.options import BatchSize, Device, Progress, Seed
 from vitscope.eval.features import TOKEN_FEATURES
 from vitscope.eval.knn import K, TEMPERATURE
-from vitscope.eval.linear_probe import OPTIMIZERS, ProbeTraining
+from vitscope.eval.linear_probe import OPTIMIZERS
 
 
 def probe(
@@ -44,23 +44,17 @@ def probe(
 
     k-NN (k=20, T=0.07) and linear probes on CLS / GAP / GAP-without-prefix features of every block.
     """
-    from vitscope.eval.probe_run import ProbeRun, run_probe
+    from vitscope.api import probe as run_probe
+    from vitscope.results import probe_accuracies
 
-    run = ProbeRun(
-        model=model, train_data=train_data, val_data=val_data, out=out, images=images, val_images=val_images,
-        knn=knn, linear=linear, features=features, k=k, temperature=temperature,
-        training=ProbeTraining(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                               weight_decay=weight_decay, seed=seed),
-        batch_size=batch_size, device=device, save_probe=probe_at if save_probe else None, cache_features=cache_features,
-        workers=workers, seed=seed,
-    )
-    results = run_probe(run, progress=progress)
-    for method in ("knn", "linear"):
-        if method in results:
-            acc = results[method]["accuracy"] if method == "knn" else \
-                {kind: r["accuracy"] for kind, r in results[method].items()}
-            for kind, values in acc.items():
-                typer.echo(f"{method:6s} {kind:13s} " + " ".join(f"{100 * v:5.1f}" for v in values))
+    results = run_probe(model, train_data, val_data, out=out, images=images, val_images=val_images, knn=knn,
+                        linear=linear, features=features, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                        lr=lr, weight_decay=weight_decay, k=k, temperature=temperature, save_probe=save_probe,
+                        probe_at=probe_at, cache_features=cache_features, device=device, workers=workers, seed=seed,
+                        progress=progress).results
+    for method, acc in probe_accuracies(results).items():
+        for kind, values in acc.items():
+            typer.echo(f"{method:6s} {kind:13s} " + " ".join(f"{100 * v:5.1f}" for v in values))
     typer.echo(f"results: {out / 'probe.json'}")
 
 

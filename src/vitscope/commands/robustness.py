@@ -8,7 +8,7 @@ import typer
 
 from vitscope.commands.options import BatchSize, Device, Progress, Seed
 from vitscope.errors import VitscopeError
-from vitscope.robustness.run import DEFAULT_FREQUENCIES, RobustnessConfig, run
+from vitscope.robustness.run import DEFAULT_FREQUENCIES
 
 
 def parse_frequencies(text: str) -> list[float]:
@@ -59,13 +59,13 @@ def register(app: typer.Typer) -> None:
 
         Accuracy under frequency-band noise (Park et al. Fig. 8b) and shape bias on cue-conflict images (Fig. 8a).
         """
-        cfg = RobustnessConfig(
-            models=list(model), out=out, probes=list(probe or []), data=data, cue_conflict=cue_conflict,
-            images=images, batch_size=batch_size, device=device, noise_strength=noise_strength,
-            frequencies=parse_frequencies(frequencies), band_width=band_width, band_norm=band_norm,
-            noise_scale=noise_scale, seed=seed, class_map=list(class_map or []), workers=workers, progress=progress,
-        )
-        results = run(cfg)
+        from vitscope.api import robustness as run
+
+        results = run(list(model), data, cue_conflict=cue_conflict, probes=probe or [], out=out, images=images,
+                      batch_size=batch_size, device=device, noise_strength=noise_strength,
+                      frequencies=parse_frequencies(frequencies), band_width=band_width, band_norm=band_norm,
+                      noise_scale=noise_scale, seed=seed, class_map=class_map or [], workers=workers,
+                      progress=progress).results
         for entry in results["models"]:
             line = [entry["spec"] + (f" + {entry['probe']}" if entry["probe"] else "")]
             if "noise" in entry:

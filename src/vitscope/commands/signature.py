@@ -37,13 +37,13 @@ def check_small_images(folders: list[Path]) -> None:
 
 def default_references(out: Path, device: str, progress: bool) -> dict[Path, str]:
     """Analyse the zoo's CL and MIM models on the shipped CIFAR-10 images into ``out/reference-*``."""
-    from vitscope.commands.analyze import analyze
+    from vitscope.api import analyze
     from vitscope.commands.demo import BANK
 
     refs = {}
     for family, spec in DEFAULT_REFERENCES.items():
         folder = out / f"reference-{spec.removeprefix('zoo:')}"
-        analyze(spec, str(BANK), folder, batch_size=100, device=device, workers=0, progress=progress)
+        analyze(spec, str(BANK), out=folder, batch_size=100, device=device, workers=0, progress=progress)
         refs[folder] = family
     return refs
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+from vitscope.report.plots import save_figure  # before pyplot: it chooses matplotlib's backend
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-from vitscope.report.plots import save_figure  # noqa: E402
 
 TITLES = {
     "block": "Transformer blocks",
@@ -21,14 +20,14 @@ TITLES = {
 }
 
 
-def plot_cka(matrices: dict[str, list[list[float | None]]], label_a: str, label_b: str, path: Path,
-             title: str = "") -> None:
+def cka_figure(matrices: dict[str, list[list[float | None]]], label_a: str, label_b: str,
+               title: str = "") -> plt.Figure:
     """One heatmap per layer type, side by side: rows = layers of model A, columns = layers of model B.
 
     Colour scale fixed to [0, 1]; undefined entries (``None``) are left blank.
     """
     n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(3.8 * n + 0.8, 3.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n + 0.8, 3.6), squeeze=False, layout="constrained", dpi=120)
     image = None
     for ax, (kind, m) in zip(axes[0], matrices.items()):
         arr = np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float)
@@ -42,4 +41,22 @@ def plot_cka(matrices: dict[str, list[list[float | None]]], label_a: str, label_
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="CKA")
     if title:
         fig.suptitle(title, fontsize=9)
-    save_figure(fig, path, dpi=120)
+    return fig
+
+
+def comparison_figure(results: dict[str, Any], layer_types: Sequence[str] | None = None) -> plt.Figure:
+    """The heatmaps of a compare ``results.json`` (all its layer types, or ``layer_types``), titled
+    with the models, the image count and the token reduction."""
+    specs = [m["spec"] for m in results["models"]]
+    two = len(specs) == 2
+    label_a, label_b = ("A", "B") if two else ("model", "model")
+    title = f"{label_a}: {specs[0]}" + (f"   {label_b}: {specs[1]}" if two else "")
+    title += f"   ({results['data']['images']} images, {results['token_reduction']})"
+    cka = results["cka"]
+    return cka_figure({t: cka[t] for t in (layer_types or cka)}, label_a, label_b, title)
+
+
+def plot_compare(results: dict[str, Any], out: Path) -> list[Path]:
+    """``cka_<layer type>.png`` for each layer type and ``cka_all.png`` into ``out``."""
+    paths = [save_figure(comparison_figure(results, [t]), out / f"cka_{t}.png", dpi=120) for t in results["cka"]]
+    return [*paths, save_figure(comparison_figure(results), out / "cka_all.png", dpi=120)]

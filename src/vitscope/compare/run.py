@@ -6,7 +6,8 @@ layer's activations become Gram matrices in the tap callbacks
 (:class:`~vitscope.compare.grams.GramCollector`), the HSIC terms of all layer pairs are
 added to one :class:`~vitscope.metrics.cka.MinibatchCKA` per layer type, and the class
 scores to a :class:`~vitscope.metrics.agreement.PredictionAgreement`. Memory does not
-grow with the number of images.
+grow with the number of images. :func:`run_compare` returns the results dict; the figures
+are drawn from it (:func:`vitscope.compare.plots.plot_compare`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,18 @@ from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 from vitscope.capture import Taps, TapError, ViTInfo, vit_info
-from vitscope.results import COMPARE, versions, write_results
+from vitscope.results import COMPARE, versions
 from vitscope.runtime import autocast, distributed, init_distributed, shard_batches
 from vitscope.compare.grams import LAYER_TYPES, GramCollector
 from vitscope.compare.paired import PairedTransform
-from vitscope.compare.plots import plot_cka
-from vitscope.data.images import SkipLog, iterate, make_loader, open_dataset, subset
+from vitscope.data.images import SkipLog, iterate, make_loader, subset
+from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import classifier
 from vitscope.metrics.agreement import PredictionAgreement
 from vitscope.metrics.cka import TOKEN_REDUCTIONS, MinibatchCKA
-from vitscope.models import load
+from vitscope.models import as_vit, spec_of
 from vitscope.models.finite import check_finite_activations
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,15 @@ RESULTS_FORMAT = COMPARE
 
 @dataclass
 class CompareConfig:
-    """Everything a compare run depends on; saved in ``results.json``."""
+    """Everything a compare run depends on; saved in ``results.json`` (:meth:`record`).
 
-    models: list[str]
-    data: str
-    out: Path
+    ``models``: specs or ViTs in memory; ``data``: any :data:`~vitscope.data.sources.DataSource`;
+    ``out``: the folder the results are meant for (recorded only; nothing is written here).
+    """
+
+    models: list[str | nn.Module]
+    data: DataSource
+    out: Path | None = None
     images: int | None = 1024
     batch_size: int = 32
     device: str = "auto"
@@ -64,6 +69,11 @@ class CompareConfig:
     ks: tuple[int, ...] = (5, 10, 100)
     workers: int | None = None
     progress: bool = True  # progress bar on stderr (the main process only)
+
+    def record(self) -> dict[str, Any]:
+        """The config as plain values: models by spec, data by spec or description."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "models": [spec_of(m) for m in self.models],
+                "data": describe_data(self.data)}
 
 
 def _validate(cfg: CompareConfig) -> None:
@@ -204,12 +214,13 @@ def _stream(sides: list[_Side], paired: PairedTransform, loader: Any, device: to
 
 
 def run_compare(cfg: CompareConfig) -> dict[str, Any]:
-    """Run the comparison, write ``results.json`` and ``cka_*.png`` into ``cfg.out``; return the results."""
+    """Run the comparison; return the content of its ``results.json`` (every process of a ``torchrun``
+    launch returns it; the figures come from it)."""
     _validate(cfg)
     rank, world, device = init_distributed(cfg.device)
-    models = [load(spec, seed=cfg.seed + i) for i, spec in enumerate(cfg.models)]
+    models = [as_vit(m, seed=cfg.seed + i) for i, m in enumerate(cfg.models)]
     sides: list[_Side] = []
-    for spec, model in zip(cfg.models, models):
+    for spec, model in zip([spec_of(m) for m in cfg.models], models):
         try:
             info = vit_info(model)
         except TapError as e:
@@ -224,7 +235,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         [model_transform(m) for m in models],
         [json.dumps(model_data_config(m), sort_keys=True, default=str) for m in models],
     )
-    dataset = open_dataset(cfg.data, paired)
+    dataset = open_data(cfg.data, paired)
     data = shard_batches(sample_images(dataset, cfg.images, cfg.seed), cfg.batch_size, rank, world)
     loader = make_loader(data, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
     label_map, agreement_note, with_agreement = _setup_agreement(cfg, sides, list(getattr(dataset, "classes", [])))
@@ -247,19 +258,17 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         dist.all_gather_object(parts, skipped)
         skipped = [m for part in parts for m in part]
     if seen - short == 0:
-        raise VitscopeError(f"no readable images in '{cfg.data}' ({len(skipped)} skipped)")
+        raise VitscopeError(f"no readable images in '{describe_data(cfg.data)}' ({len(skipped)} skipped)")
 
     matrices = {t: acc.compute().cpu().tolist() for t, acc in cka.items()}
-    label_a = "A" if len(sides) == 2 else "model"
-    label_b = "B" if len(sides) == 2 else "model"
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT,
         "version": 1,
-        "config": {**asdict(cfg), "out": str(cfg.out), "device": str(device)},
+        "config": {**cfg.record(), "device": str(device)},
         "processes": world,
         "models": [_model_record(s) for s in sides],
         "self_comparison": len(sides) == 1,
-        "data": {"spec": cfg.data, "images_requested": cfg.images, "images_available": len(dataset),
+        "data": {"spec": describe_data(cfg.data), "images_requested": cfg.images, "images_available": len(dataset),
                  "images": seen, "cka_images": seen - short,
                  "skipped": len(skipped), "skipped_examples": skipped[:20]},
         "seed": cfg.seed,
@@ -275,13 +284,4 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         "agreement": agreement.compute() if agreement is not None else None,
         "agreement_note": agreement_note,
     }
-    if rank != 0:
-        return results
-    out = Path(cfg.out)
-    write_results(out / "results.json", results)
-    title = f"{label_a}: {sides[0].spec}" + (f"   {label_b}: {sides[1].spec}" if len(sides) == 2 else "")
-    title += f"   ({seen} images, {cfg.token_reduction})"
-    for t, m in matrices.items():
-        plot_cka({t: m}, label_a, label_b, out / f"cka_{t}.png", title)
-    plot_cka(matrices, label_a, label_b, out / "cka_all.png", title)
     return results

@@ -8,44 +8,50 @@ One run extracts the features of the train and validation sets once
 - linear probes (:mod:`vitscope.eval.linear_probe`), all blocks of a feature type
   trained together, and one on the final pooled features.
 
-Written to ``out``: ``probe.json`` (accuracies per block, final-epoch probe histories,
-provenance), ``knn.png`` / ``linear.png`` (accuracy vs block per feature type),
-``probe.pt`` when asked (a probe file for :func:`vitscope.eval.classifier.classifier`)
-and ``features/`` (the memory-mapped feature cache, reused by a later run on the same
-model and data).
+:func:`run_probe` returns the content of ``probe.json`` (accuracies per block, final-epoch
+probe histories, provenance) and, when asked, the probe file for
+:func:`vitscope.eval.classifier.classifier` (``probe.pt``); the figures (``knn.png`` /
+``linear.png``) are drawn from the results (:func:`vitscope.eval.plots.plot_probe`). With
+``out``, features are cached under ``out/features/`` (memory-mapped, reused by a later run on
+the same model and data) when model and data are specs: an in-memory model or data set has no
+name that would tell a later run whether the cache is its own.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from torch import nn
+
 from vitscope.capture import vit_info
 from vitscope.data import model_transform
+from vitscope.data.sources import DataSource
 from vitscope.errors import VitscopeError
 from vitscope.eval.features import FINAL_FEATURE, TOKEN_FEATURES, Features, extract_features, parse_features
 from vitscope.runtime import resolve_device
 from vitscope.eval.knn import K, TEMPERATURE, knn_accuracy_per_block
 from vitscope.eval.labelled import check_same_classes, open_labelled
-from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file, save_probe
-from vitscope.eval.plots import plot_per_block
-from vitscope.results import PROBE, ensure_dir, provenance, write_results
-from vitscope.models import load
+from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file
+from vitscope.results import PROBE, provenance
+from vitscope.models import as_vit, spec_of
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ProbeRun:
-    """Everything ``vitscope probe`` was asked to do."""
+    """Everything ``vitscope probe`` was asked to do: ``model`` a spec or a ViT in memory, the data
+    any :data:`~vitscope.data.sources.DataSource` with labels, ``out`` the folder of the feature cache."""
 
-    model: str
-    train_data: str
-    val_data: str
-    out: Path
+    model: str | nn.Module
+    train_data: DataSource
+    val_data: DataSource
+    out: Path | None = None
     images: int | None = None
     val_images: int | None = None
     knn: bool = True
@@ -83,15 +89,17 @@ def _by_kind(feats: Features, kind: str) -> np.ndarray:
     return feats.pooled[:, None, :] if kind == FINAL_FEATURE else feats.blocks[kind]
 
 
-def run_probe(run: ProbeRun, progress: bool = False) -> dict:
-    """Do the run described by ``run``; write its files; return the results dict."""
+def run_probe(run: ProbeRun, progress: bool = False) -> tuple[dict, dict | None]:
+    """Do the run described by ``run``; return the results dict and the saved probe's file content
+    (None unless ``run.save_probe``); ``results["saved_probe"]["path"]`` is None until it is written."""
     if not (run.knn or run.linear):
         raise VitscopeError("nothing to do: both --no-knn and --no-linear given")
     if run.save_probe and not run.linear:
         raise VitscopeError("--save-probe needs the linear probe (drop --no-linear)")
     if run.knn and not (run.k >= 1 and run.temperature > 0):
         raise VitscopeError(f"k-NN needs --k ≥ 1 and --temperature > 0, got k={run.k}, T={run.temperature}")
-    model = load(run.model, seed=run.seed)
+    model = as_vit(run.model, seed=run.seed)
+    spec = spec_of(run.model)
     info = vit_info(model)
     kinds = parse_features(run.features, info.num_prefix_tokens)
     target = parse_probe_target(run.save_probe, kinds, info.depth) if run.save_probe else None
@@ -100,13 +108,13 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
     train = open_labelled(run.train_data, transform, run.images, run.seed)
     val = open_labelled(run.val_data, transform, run.val_images, run.seed)
     check_same_classes(train, val)
-    out = Path(run.out)
-    ensure_dir(out)
+    named = all(isinstance(x, (str, os.PathLike)) for x in (run.model, run.train_data, run.val_data))
+    cache_root = Path(run.out) / "features" if run.out is not None and run.cache_features and named else None
 
     feats = {}
     for name, data in (("train", train), ("val", val)):
-        key = {"model": run.model, "data": data.spec, "seed": run.seed}
-        cache = out / "features" / name if run.cache_features else None
+        key = {"model": spec, "data": data.spec, "seed": run.seed}
+        cache = cache_root / name if cache_root is not None else None
         feats[name] = extract_features(model, data, kinds, batch_size=run.batch_size, device=device,
                                        cache_dir=cache, cache_key=key, workers=run.workers, progress=progress)
         log.info("%s features: %d images, %d blocks", name, feats[name].num_images, info.depth)
@@ -115,7 +123,7 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
     results: dict = {
         "kind": PROBE,
         "provenance": provenance(
-            model=run.model, train_data=run.train_data, val_data=run.val_data,
+            model=spec, train_data=train.spec, val_data=val.spec,
             train_images=tr.num_images, val_images=va.num_images,
             skipped={"train": len(tr.skipped), "val": len(va.skipped)}, seed=run.seed, device=str(device),
         ),
@@ -131,6 +139,7 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
                                          num_classes, run.k, run.temperature, device).tolist()
             for kind in (*kinds, FINAL_FEATURE)
         }}
+    state = None
     if run.linear:
         results["linear"] = {}
         probes = {}
@@ -141,22 +150,7 @@ def run_probe(run: ProbeRun, progress: bool = False) -> dict:
                      np.round(results["linear"][kind]["accuracy"], 3).tolist())
         if target is not None:
             kind, layer = target
-            state = probe_file(probes[kind], 0 if kind == FINAL_FEATURE else layer, model_spec=run.model,
+            state = probe_file(probes[kind], 0 if kind == FINAL_FEATURE else layer, model_spec=spec,
                                feature=kind, model_layer=layer, classes=train.classes)
-            save_probe(out / "probe.pt", state)
-            results["saved_probe"] = {"path": str(out / "probe.pt"), "feature": kind, "layer": layer}
-    write_results(out / "probe.json", results)
-    _plots(results, out, run.model)
-    return results
-
-
-def _plots(results: dict, out: Path, model: str) -> None:
-    for method in ("knn", "linear"):
-        if method not in results:
-            continue
-        acc = results[method]["accuracy"] if method == "knn" else \
-            {k: v["accuracy"] for k, v in results[method].items()}
-        curves = {k: v for k, v in acc.items() if k != FINAL_FEATURE}
-        title = f"{str(results['knn']['k']) + '-NN' if method == 'knn' else 'linear probe'} per block: {model}"
-        label = f"{'k-NN' if method == 'knn' else 'linear probe'} on final pooled features"
-        plot_per_block(curves, out / f"{method}.png", title, reference={label: acc[FINAL_FEATURE][0]})
+            results["saved_probe"] = {"path": None, "feature": kind, "layer": layer}
+    return results, state

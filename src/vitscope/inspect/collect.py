@@ -6,16 +6,19 @@ single images, so it keeps the requested taps of a handful of images on the CPU.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from vitscope.capture import Taps
-from vitscope.data.images import ImageFolder, UnreadableImage, read_image
+from vitscope.data.images import UnreadableImage, read_image
+from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_transform
 from vitscope.errors import VitscopeError
 from vitscope.models.finite import check_finite_activations
@@ -65,35 +68,64 @@ def from_paths(paths: Sequence[Path], model: nn.Module) -> Images:
     return Images(torch.stack(tensors), distinct_labels(paths), [Path(p).parent.name for p in paths], [])
 
 
-def from_folder(root: Path, model: nn.Module, n: int, seed: int, classes: Sequence[str] = ()) -> Images:
-    """A seeded choice of ``n`` readable images of ``root``, spread evenly over ``classes`` (default:
-    the first three class sub-folders, sorted; a flat folder counts as one class)."""
+def _class_names(ds: Any, source: DataSource) -> list[str]:
+    """The class name of every image of ``ds``; unlabelled images are one class, named after the folder."""
+    unlabelled = Path(source).name if isinstance(source, (str, os.PathLike)) else "images"
+    return [ds.classes[y] if y >= 0 and ds.classes else (str(y) if y >= 0 else unlabelled) for y in ds.labels]
+
+
+def _readable(ds: Any, order: Iterable[int], n: int | None, source: DataSource
+              ) -> tuple[list[torch.Tensor], list[int], list[str]]:
+    """Items of ``ds`` read in ``order`` until ``n`` are readable (all when None): their tensors,
+    indices, and the messages of the unreadable ones met on the way."""
+    tensors: list[torch.Tensor] = []
+    picked: list[int] = []
+    skipped: list[str] = []
+    for index in order:
+        if n is not None and len(picked) == n:
+            break
+        x, _, i, err = ds[index]
+        if x is None:
+            skipped.append(err or ds.name(i))
+        else:
+            tensors.append(x)
+            picked.append(i)
+    if not picked:
+        raise VitscopeError(f"no readable images in '{describe_data(source)}' ({len(skipped)} unreadable)")
+    return tensors, picked, skipped
+
+
+def from_data(source: DataSource, model: nn.Module, n: int, seed: int, classes: Sequence[str] = ()) -> Images:
+    """A seeded choice of ``n`` readable images of ``source`` (an image folder or any
+    :data:`~vitscope.data.sources.DataSource`), spread evenly over ``classes`` (default: the first
+    three classes, sorted; unlabelled images count as one class, named after the folder)."""
     if n <= 0:
         raise VitscopeError(f"number of images must be positive, got {n}")
-    ds = ImageFolder(Path(root), model_transform(model))
-    names = [ds.classes[label] if label >= 0 else Path(root).name for label in ds.labels]
+    ds: Any = open_data(source, model_transform(model))
+    names = _class_names(ds, source)
     chosen = list(classes) or list(dict.fromkeys(sorted(set(names))))[:MAX_CLASSES]
     missing = [c for c in chosen if c not in names]
     if missing:
-        raise VitscopeError(f"no class folder {missing} in '{root}'; it has {sorted(set(names))[:10]}")
+        raise VitscopeError(f"no class folder {missing} in '{describe_data(source)}'; it has {sorted(set(names))[:10]}")
     g = torch.Generator().manual_seed(seed)
     pools = {c: [i for i, nm in enumerate(names) if nm == c] for c in chosen}
     pools = {c: [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()] for c, idx in pools.items()}
-    tensors, picked, skipped = [], [], []
-    while len(picked) < n and any(pools.values()):
-        for c in chosen:  # round-robin over classes: image 1 of each class, then image 2, ...
-            if pools[c] and len(picked) < n:
-                x, _, i, err = ds[pools[c].pop(0)]
-                if x is None:
-                    skipped.append(err or ds.name(i))
-                else:
-                    tensors.append(x)
-                    picked.append(i)
-    if not picked:
-        raise VitscopeError(f"no readable images in '{root}' ({len(skipped)} unreadable)")
+    rounds = max(len(p) for p in pools.values())  # round-robin over classes: image 1 of each class, then 2, ...
+    tensors, picked, skipped = _readable(ds, [pools[c][k] for k in range(rounds) for c in chosen
+                                              if k < len(pools[c])], n, source)
     order = sorted(range(len(picked)), key=lambda j: (chosen.index(names[picked[j]]), j))
     return Images(torch.stack([tensors[j] for j in order]), [ds.name(picked[j]) for j in order],
                   [names[picked[j]] for j in order], skipped)
+
+
+def first_images(source: DataSource, model: nn.Module, n: int | None = None) -> Images:
+    """The first ``n`` readable images of ``source`` (all when None), in order, preprocessed for ``model``."""
+    if n is not None and n <= 0:
+        raise VitscopeError(f"number of images must be positive, got {n}")
+    ds: Any = open_data(source, model_transform(model))
+    tensors, picked, skipped = _readable(ds, range(len(ds)), n, source)
+    names = _class_names(ds, source)
+    return Images(torch.stack(tensors), [ds.name(i) for i in picked], [names[i] for i in picked], skipped)
 
 
 def collect(model: nn.Module, images: torch.Tensor, taps: Iterable[str], *, device: torch.device,

@@ -1,23 +1,23 @@
 """Figures of single images: query attention maps, token projections, t-SNE, per-head NMI KDE.
 
-Each function draws arrays it is given (no model) and writes one PNG atomically.
+Each function draws arrays it is given (no model) and returns the figure; figures of image grids
+are laid out by hand (a placeholder layout engine tells :func:`~vitscope.report.plots.save_figure`
+to leave them as they are).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import matplotlib
+from vitscope.report.plots import label_figure  # before pyplot: it chooses matplotlib's backend
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.layout_engine import PlaceHolderLayoutEngine  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from vitscope.inspect.views import gaussian_kde_curve  # noqa: E402
-from vitscope.report.plots import label_figure, save_figure  # noqa: E402
 
 MARKERS = "o^sDvP*Xph"
 
@@ -49,6 +49,7 @@ def _image_grid(rows: int, cols: int, paper: str, title: str, reading: str
     slow on dozens of axes), the title block on top and a colour-bar axis on the right."""
     width = LEFT + cols * (PANEL + GAP) + BAR
     fig = plt.figure(figsize=(width, 1.0))
+    fig.set_layout_engine(PlaceHolderLayoutEngine(adjust_compatible=False, colorbar_gridspec=False))
     top = label_figure(fig, paper, title, reading, by_hand=True) * LINE + 0.2
     height = top + rows * (PANEL + GAP + 0.1) + 0.1
     fig.set_figheight(height)
@@ -72,7 +73,7 @@ def _scale_bar(fig: plt.Figure, cax: plt.Axes, shown: Any, patches: int) -> None
 
 
 def attention_maps_figure(pixels: np.ndarray, maps: np.ndarray, queries: Sequence[tuple[int, int]],
-                          name: str, path: Path) -> Path:
+                          name: str) -> plt.Figure:
     """Rows: query patches; columns: the image, then the head-mean map of block 1…L.
 
     ``maps``: ``[Q, L, h, w]``; one colour scale, 0 to the largest weight, for all maps.
@@ -94,11 +95,10 @@ def attention_maps_figure(pixels: np.ndarray, maps: np.ndarray, queries: Sequenc
                 axes[r, b + 1].set_title(f"block {b + 1}", fontsize=7, pad=2)
     axes[0, 0].set_title(name, fontsize=6.5, pad=2)
     _scale_bar(fig, cax, shown, grid[0] * grid[1])
-    return save_figure(fig, path, tight=False)
+    return fig
 
 
-def head_maps_figure(pixels: np.ndarray, maps: np.ndarray, query: tuple[int, int], name: str,
-                     path: Path) -> Path:
+def head_maps_figure(pixels: np.ndarray, maps: np.ndarray, query: tuple[int, int], name: str) -> plt.Figure:
     """Rows: heads; columns: blocks 1…L; one query. ``maps``: ``[L, H, h, w]``, one colour scale."""
     depth, heads = maps.shape[:2]
     grid = maps.shape[2:]
@@ -114,11 +114,11 @@ def head_maps_figure(pixels: np.ndarray, maps: np.ndarray, query: tuple[int, int
                 axes[h, b].set_title(f"block {b + 1}", fontsize=7, pad=2)
         axes[h, 0].set_ylabel(f"head {h + 1}", fontsize=7)
     _scale_bar(fig, cax, shown, grid[0] * grid[1])
-    return save_figure(fig, path, tight=False)
+    return fig
 
 
 def tokens_figure(before: np.ndarray, after: np.ndarray, names: Sequence[str], block: int,
-                  explained: Sequence[float], path: Path) -> Path:
+                  explained: Sequence[float]) -> plt.Figure:
     """Patch tokens before (blue) and after (red) self-attention in one PCA, image centres as ×.
 
     ``before``, ``after``: ``[n_images, P, 2]``, one marker per image.
@@ -137,11 +137,11 @@ def tokens_figure(before: np.ndarray, after: np.ndarray, names: Sequence[str], b
                  f"Patch tokens before/after self-attention of block {block}, one PCA fitted to both",
                  "all tokens shifted together = CL-like (the attention barely depends on the query); tokens "
                  "moved apart individually = MIM-like. × marks each image's centre.")
-    return save_figure(fig, path)
+    return fig
 
 
 def tsne_figure(emb: np.ndarray, image_of_token: np.ndarray, image_class: Sequence[str], block: int,
-                perplexity: float, path: Path) -> Path:
+                perplexity: float) -> plt.Figure:
     """t-SNE of patch tokens: colour = class, marker = image within its class."""
     classes = list(dict.fromkeys(image_class))
     fig, ax = plt.subplots(figsize=(5.6, 4.8), layout="constrained")
@@ -159,10 +159,10 @@ def tsne_figure(emb: np.ndarray, image_of_token: np.ndarray, image_class: Sequen
                  f"(perplexity {perplexity:.3g})",
                  "one tight cluster per image = tokens of an image look alike (CL-like); "
                  "images intermingled = tokens keep their local content (MIM-like).")
-    return save_figure(fig, path)
+    return fig
 
 
-def nmi_kde_figure(runs: Sequence[tuple[str, Sequence[float]]], block: int, path: Path) -> Path:
+def nmi_kde_figure(runs: Sequence[tuple[str, Sequence[float]]], block: int) -> plt.Figure:
     """Gaussian KDE of the per-head NMI of one block, one curve and one row of head markers per run."""
     xs = np.linspace(0, 1, 201)
     fig, ax = plt.subplots(figsize=(5.2, 3.6), layout="constrained")
@@ -182,4 +182,4 @@ def nmi_kde_figure(runs: Sequence[tuple[str, Sequence[float]]], block: int, path
     label_figure(fig, "Park et al. Fig. E.1b", f"Per-head NMI of block {block}",
                  "a head far right of the others is an outlier that alone raises the block's mean NMI; "
                  "markers below the axis are the heads.")
-    return save_figure(fig, path)
+    return fig

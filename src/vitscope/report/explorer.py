@@ -15,11 +15,10 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from vitscope.results import to_plain, write_atomic
+from vitscope.results import to_plain
 
 
 @dataclass
@@ -113,9 +112,9 @@ table{border-collapse:collapse}td{padding:2px 8px;border-bottom:1px solid #eee}s
 """
 
 
-def render_explorer(images: Sequence[ExplorerImage], *, grid: tuple[int, int], patch_size: tuple[int, int],
-                    model: str, path: Path, alpha: float = 0.6) -> int:
-    """Write the page to ``path`` atomically; return its size in bytes."""
+def explorer_page(images: Sequence[ExplorerImage], *, grid: tuple[int, int], patch_size: tuple[int, int],
+                  model: str, alpha: float = 0.6) -> str:
+    """The explorer page of ``images``: one self-contained HTML file."""
     depth, slots = images[0].attention.shape[:2]
     data = {
         "grid": list(grid), "depth": depth, "head_slots": slots, "alpha": alpha, "cmap": _inferno(),
@@ -148,6 +147,4 @@ dropped and rows renormalised; each map drawn on its own scale, 0 to its largest
 <script type="application/json" id="data">{payload}</script>
 <script>{SCRIPT}</script></body></html>
 """
-    raw = page.encode()
-    write_atomic(path, raw)
-    return len(raw)
+    return page

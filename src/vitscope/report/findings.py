@@ -16,7 +16,7 @@ blocks 1…⌈L/4⌉, "last quarter" = the last ⌈L/4⌉ blocks (1-based, as in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,12 +99,20 @@ def family_of(texts: Sequence[str], families: Mapping[str, str]) -> str | None:
 
 def gather(folders: Sequence[Path], families: Mapping[str, str]) -> Evidence:
     """Read every results file in ``folders`` into an :class:`Evidence` (unmatched models are left out)."""
+    return evidence([(folder.name, file, read_results(folder / file, reader="findings"))
+                     for folder in folders for file in RESULT_FILES if (folder / file).is_file()], families)
+
+
+RESULT_FILES = ("results.json", "probe.json", "finetune.json")
+
+
+def evidence(entries: Iterable[tuple[str, str, dict[str, Any]]], families: Mapping[str, str]) -> Evidence:
+    """An :class:`Evidence` of ``(name, file name, results)`` entries, results as :func:`read_results`
+    gives them (checked with ``reader="findings"``); ``name`` stands for the folder name in matching
+    ``families`` keys."""
     ev = Evidence()
-    for folder in folders:
-        name = folder.name
-        for file in ("results.json", "probe.json", "finetune.json"):
-            if (folder / file).is_file():
-                _add(ev, name, file, read_results(folder / file, reader="findings"), families)
+    for name, file, r in entries:
+        _add(ev, name, file, r, families)
     return ev
 
 

@@ -1,12 +1,17 @@
-"""Depth plots of analysis results, one PNG per metric, several models overlaid.
+"""Depth plots of analysis results, one figure per metric, several models overlaid.
 
-Each function takes ``runs``: a list of ``(label, metrics)`` where ``metrics`` is the
-``"metrics"`` mapping of a ``results.json``, so figures are regenerated from files alone.
+Each ``*_figure`` function takes ``runs``: a list of ``(label, metrics)`` where ``metrics`` is the
+``"metrics"`` mapping of a ``results.json``, so figures are regenerated from files alone; it
+returns the matplotlib ``Figure`` and :func:`plot_all` writes them as PNGs.
+
+Matplotlib draws off screen (Agg) unless ``MPLBACKEND`` names a backend, as a Jupyter kernel
+does (``ipykernel`` sets it to the inline backend), so figures returned to a notebook show there.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +19,8 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+if not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -34,6 +40,13 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110, tight: bool =
     plt.close(fig)
     write_atomic(path, buf.getvalue())
     return path
+
+
+def detached(fig: plt.Figure) -> plt.Figure:
+    """``fig`` let go by pyplot (closed), for a caller that keeps it: a notebook then shows it when it
+    is displayed, not also at the end of the cell that drew it."""
+    plt.close(fig)
+    return fig
 
 
 def label_figure(fig: plt.Figure, paper: str, title: str, reading: str, by_hand: bool = False) -> int:
@@ -67,7 +80,7 @@ def _blocks(m: dict[str, Any], metric: str, key: str) -> list[Any]:
     return list(m[metric][key]) + list(m.get("decoder", {}).get(metric, {}).get(key, []))
 
 
-def plot_attention(runs: Runs, path: Path) -> Path:
+def attention_figure(runs: Runs) -> plt.Figure:
     """Attention distance (px), NMI (mean ± std over heads, heads as dots), entropy vs depth (Figs. 3, 4, E.1).
 
     Axes span their natural ranges: distance 0 to the largest patch distance of the grid, NMI 0 to 1,
@@ -108,10 +121,10 @@ def plot_attention(runs: Runs, path: Path) -> Path:
                  "high distance = global attention (CL-like), low = local (MIM-like); NMI near 0 = attention that "
                  "ignores the query (collapsed or uniform), high = query-specific. Random weights give the uniform "
                  "baseline: distance = mean patch distance, NMI ≈ 0, entropy = log P.")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_similarity(runs: Runs, path: Path) -> Path:
+def similarity_figure(runs: Runs) -> plt.Figure:
     """Cosine similarity between heads, before/after attention, and tokens vs depth (Fig. 5)."""
     fig, axes = _panels(3)
     low = 0.0
@@ -127,7 +140,7 @@ def plot_similarity(runs: Runs, path: Path) -> Path:
     label_figure(fig, "Park et al. Fig. 5", "Representational similarity in self-attention",
                  "high cosine between heads and between tokens = homogeneous attention (CL-like); high cosine "
                  "before vs after attention = the attention changes the tokens little.")
-    return save_figure(fig, path)
+    return fig
 
 
 def _depth_colorbar(ax: plt.Axes, depths: int) -> None:
@@ -151,7 +164,7 @@ def _spectra(ax: plt.Axes, curves: np.ndarray, raw: np.ndarray, title: str) -> N
     ax.set(xlabel="singular value index", ylabel="Δ log singular value", title=title, xscale="log")
 
 
-def plot_spectrum(runs: Runs, path: Path) -> Path:
+def spectrum_figure(runs: Runs) -> plt.Figure:
     """Token and image singular value spectra per depth, and the 2nd-largest value vs depth (Figs. 7, E.3)."""
     fig, axes = plt.subplots(len(runs), 3, figsize=(12.6, 3.4 * len(runs) + 0.6), squeeze=False,
                              layout="constrained")
@@ -173,10 +186,10 @@ def plot_spectrum(runs: Runs, path: Path) -> Path:
     label_figure(fig, "Park et al. Figs. 7, E.3; with a decoder Fig. 10", "Singular value spectra of tokens",
                  "a flat token spectrum (Δ log singular value near 0) = the tokens of an image spread over many "
                  "directions (MIM-like); a steep one = an image's tokens alike (CL-like).")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_fourier(runs: Runs, path: Path) -> Path:
+def fourier_figure(runs: Runs) -> plt.Figure:
     """ΔLog amplitude along frequency per depth, and at the highest frequency vs depth (Fig. 9)."""
     fig, axes = plt.subplots(1, len(runs) + 1, figsize=(4.2 * (len(runs) + 1), 3.9), squeeze=False,
                              layout="constrained")
@@ -197,17 +210,22 @@ def plot_fourier(runs: Runs, path: Path) -> Path:
     label_figure(fig, "Park et al. Fig. 9; with a decoder Fig. 10b", "Fourier analysis of feature maps",
                  "higher Δ log amplitude at the highest frequency = more high-frequency (local, texture) content, "
                  "MIM-like; CL's later layers lower it.")
-    return save_figure(fig, path)
+    return fig
 
 
-PLOTS: dict[str, Callable[[Runs, Path], Path]] = {
-    "attention": plot_attention, "similarity": plot_similarity,
-    "spectrum": plot_spectrum, "fourier": plot_fourier,
+FIGURES: dict[str, Callable[[Runs], plt.Figure]] = {
+    "attention": attention_figure, "similarity": similarity_figure,
+    "spectrum": spectrum_figure, "fourier": fourier_figure,
 }
+
+
+def common_metrics(runs: Runs) -> list[str]:
+    """The metrics of :data:`FIGURES` present in every run, in figure order."""
+    common = set.intersection(*(set(m) for _, m in runs)) if runs else set()
+    return [name for name in FIGURES if name in common]
 
 
 def plot_all(runs: Runs, out_dir: Path) -> list[Path]:
     """One PNG per metric present in every run."""
     ensure_dir(out_dir)
-    common = set.intersection(*(set(m) for _, m in runs)) if runs else set()
-    return [fn(runs, out_dir / f"{name}.png") for name, fn in PLOTS.items() if name in common]
+    return [save_figure(FIGURES[name](runs), out_dir / f"{name}.png") for name in common_metrics(runs)]

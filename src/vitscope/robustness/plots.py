@@ -12,13 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from vitscope.report.plots import save_figure  # before pyplot: it chooses matplotlib's backend
+from vitscope.results import ensure_dir
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-from vitscope.report.plots import save_figure  # noqa: E402
-from vitscope.results import ensure_dir  # noqa: E402
 
 MARKERS = "osD^v<>ph*"
 
@@ -27,7 +24,7 @@ def _label(entry: dict[str, Any]) -> str:
     return entry["spec"] + (f" + {Path(entry['probe']).name}" if entry.get("probe") else "")
 
 
-def plot_noise_drop(results: dict[str, Any], path: Path) -> Path:
+def noise_drop_figure(results: dict[str, Any]) -> plt.Figure:
     """Accuracy drop (percentage points) against the band's centre frequency (units of π)."""
     meta = results["noise"]
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
@@ -39,10 +36,10 @@ def plot_noise_drop(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("Accuracy drop (pp)")
     ax.set_title(f"Band noise: width {meta['band_width']}π, RMS {meta['strength']} ({meta['scale']})", fontsize=9)
     ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_shape_bias(results: dict[str, Any], path: Path) -> Path:
+def shape_bias_figure(results: dict[str, Any]) -> plt.Figure:
     """Fraction of shape decisions per shape category (rows), one marker per model."""
     entries = [e for e in results["models"] if "shape_bias" in e]
     cats = sorted({c for e in entries for c in e["shape_bias"]["per_class"]})
@@ -64,15 +61,19 @@ def plot_shape_bias(results: dict[str, Any], path: Path) -> Path:
     ax.invert_xaxis()  # texture-biased to the right, as in Geirhos et al.
     ax.set_xlabel("Fraction of 'shape' decisions")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.0 / max(len(cats), 1)))
-    return save_figure(fig, path)
+    return fig
+
+
+FIGURES = {"noise_drop": noise_drop_figure, "shape_bias": shape_bias_figure}
+
+
+def figure_names(results: dict[str, Any]) -> list[str]:
+    """The figures of :data:`FIGURES` the results support."""
+    names = ["noise_drop"] if "noise" in results else []
+    return names + (["shape_bias"] if any("shape_bias" in e for e in results["models"]) else [])
 
 
 def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
     """Every plot the results support, written into ``out``."""
     ensure_dir(out)
-    paths = []
-    if "noise" in results:
-        paths.append(plot_noise_drop(results, out / "noise_drop.png"))
-    if any("shape_bias" in e for e in results["models"]):
-        paths.append(plot_shape_bias(results, out / "shape_bias.png"))
-    return paths
+    return [save_figure(FIGURES[name](results), out / f"{name}.png") for name in figure_names(results)]

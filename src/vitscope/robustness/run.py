@@ -3,8 +3,8 @@
 One pass over the labelled images per model feeds the clean and every noisy accuracy (the
 noise for batch ``b`` and frequency ``f`` comes from a generator seeded by ``(seed, b, f)``
 on the model's device, so every model sees the same noise on the same images); one pass over
-the cue-conflict stimuli gives the decision counts. Results go to ``results.json``
-(written atomically) with provenance, then the plots are drawn from those results.
+the cue-conflict stimuli gives the decision counts. :func:`run` returns the content of
+``results.json`` with provenance; the plots are drawn from it (:mod:`vitscope.robustness.plots`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,16 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
-from vitscope.data.images import SkipLog, iterate, make_loader, open_dataset, subset
+from vitscope.data.images import SkipLog, iterate, make_loader, subset
+from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import classifier
-from vitscope.models.load import load
+from vitscope.models.load import as_vit, spec_of
 from vitscope.models.finite import FiniteChecked
 from vitscope.robustness.cue_conflict import CueConflictImages, conflicting
 from vitscope.robustness.noise import BAND_NORMS, NOISE_SCALES, add_pixel_noise, band_limited_noise, band_mask
-from vitscope.results import ROBUSTNESS, provenance, read_results, to_plain, write_results
-from vitscope.robustness.plots import plot_all
+from vitscope.results import ROBUSTNESS, provenance, to_plain
 from vitscope.runtime import resolve_device
 from vitscope.robustness.shape_bias import (
     IMAGENET_NUM_CLASSES,
@@ -51,12 +51,13 @@ DEFAULT_FREQUENCIES = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1π, .
 
 @dataclass
 class RobustnessConfig:
-    """Everything a run depends on; saved verbatim in ``results.json``."""
+    """Everything a run depends on; saved in ``results.json`` (:meth:`record`). ``models``: specs or
+    ViTs in memory; ``data``: any :data:`~vitscope.data.sources.DataSource`; ``out``: recorded only."""
 
-    models: list[str]
-    out: str
+    models: list[str | nn.Module]
+    out: str | None = None
     probes: list[str | None] = field(default_factory=list)
-    data: str | None = None
+    data: DataSource | None = None
     cue_conflict: str | None = None
     images: int | None = None
     batch_size: int = 64
@@ -70,6 +71,11 @@ class RobustnessConfig:
     class_map: list[str] = field(default_factory=list)
     workers: int | None = None
     progress: bool = True  # progress bars on stderr
+
+    def record(self) -> dict[str, Any]:
+        """The config as plain values: models by spec, data by spec or description."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "models": [spec_of(m) for m in self.models],
+                "data": None if self.data is None else describe_data(self.data)}
 
     def check(self) -> None:
         """Raise :class:`VitscopeError` for any unusable setting."""
@@ -222,7 +228,7 @@ def _category_map(user_map: dict[str, list[str]] | None, stimulus_categories: li
 
 
 def run(cfg: RobustnessConfig) -> dict[str, Any]:
-    """Evaluate every model, write ``results.json`` and the plots into ``cfg.out``; return the results."""
+    """Evaluate every model; return the content of ``results.json`` (plain JSON values)."""
     cfg.check()
     device = resolve_device(cfg.device)
     probes = cfg.probes or [None] * len(cfg.models)
@@ -234,15 +240,16 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
         stimulus_categories = sorted({s.shape for s in stimuli_ds.stimuli} | {s.texture for s in stimuli_ds.stimuli})
         if user_map:  # fail before any model runs
             check_map_categories(user_map, stimulus_categories)
-    results: dict[str, Any] = {"format": RESULTS_FORMAT, "version": 1, "provenance": provenance(config=asdict(cfg), device=str(device)),
+    results: dict[str, Any] = {"format": RESULTS_FORMAT, "version": 1, "provenance": provenance(config=cfg.record(), device=str(device)),
                                "models": []}
-    for spec, probe in zip(cfg.models, probes):
-        model = load(spec, seed=cfg.seed)
+    for source, probe in zip(cfg.models, probes):
+        model = as_vit(source, seed=cfg.seed)
+        spec = spec_of(source)
         clf, class_names = classifier(model, probe)
         clf = FiniteChecked(clf, model).to(device).eval()
         num_outputs = len(class_names) if class_names else int(getattr(model, "num_classes", 0))
         transform = model_transform(model)
-        entry: dict[str, Any] = {"spec": getattr(model, "vitscope_spec", spec), "probe": probe,
+        entry: dict[str, Any] = {"spec": spec_of(model), "probe": probe,
                                  "num_classes": num_outputs, "class_names": class_names,
                                  "data_config": to_plain(model_data_config(model)), "seconds": {}}
         label = spec if probe is None else f"{spec} + {Path(probe).name}"
@@ -251,7 +258,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
             cmap = _category_map(user_map, stimulus_categories, class_names, num_outputs, spec)
         if cfg.data is not None:
             t0 = time.perf_counter()
-            ds = subset(open_dataset(cfg.data, transform), cfg.images, cfg.seed)
+            ds = subset(open_data(cfg.data, transform), cfg.images, cfg.seed)
             entry["noise"] = noise_accuracy(clf, ds, model_data_config(model)["std"], cfg, class_names,
                                             num_outputs, device, f"{label} noise")
             entry["seconds"]["noise"] = time.perf_counter() - t0
@@ -266,8 +273,4 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
         results["noise"] = {"frequencies": list(cfg.frequencies), "band_width": cfg.band_width,
                             "band_norm": cfg.band_norm, "scale": cfg.noise_scale, "strength": cfg.noise_strength,
                             "units": "frequencies and band width in π; strength in pixel units (images in [0, 1])"}
-    out = Path(cfg.out)
-    write_results(out / "results.json", results)
-    saved = read_results(out / "results.json", RESULTS_FORMAT)
-    plot_all(saved, out)
-    return saved
+    return to_plain(results)

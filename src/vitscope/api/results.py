@@ -1,0 +1,432 @@
+"""Result objects: a results file in memory, as a table, as the figures the command line draws.
+
+Every object holds the content of one results file (``.results``, a dict of plain JSON values,
+exactly what the file holds) and the folder it was saved to or read from (``.folder``):
+
+- ``.to_frame()`` a tidy :class:`pandas.DataFrame` (:mod:`vitscope.api.frames`);
+- ``.plot(...)`` the matplotlib ``Figure`` the command line writes as a PNG;
+- ``.save(dir)`` the files the command line writes (:mod:`vitscope.results` writes them);
+- :func:`read` loads any results folder (or file) back into the same kind of object.
+
+In a notebook an object shows itself as a short table of what it holds (``_repr_html_``).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from vitscope.api import frames
+from vitscope.errors import VitscopeError
+from vitscope.results import (
+    ANALYSIS,
+    COMPARE,
+    FINETUNE,
+    INSPECT,
+    PROBE,
+    READERS,
+    ROBUSTNESS,
+    SCHEMA_VERSION,
+    ensure_dir,
+    kind_of,
+    missing_keys,
+    probe_accuracies,
+    read_results,
+    to_plain,
+    write_results,
+)
+
+PathLike = str | os.PathLike
+
+
+class Result:
+    """The content of one results file (``results``) and where it is on disk (``folder``, or None)."""
+
+    kind: ClassVar[str]
+    file: ClassVar[str] = "results.json"
+
+    def __init__(self, results: Mapping[str, Any], folder: PathLike | None = None) -> None:
+        self.results: dict[str, Any] = to_plain({"schema_version": SCHEMA_VERSION, **results})
+        self.folder = Path(folder) if folder is not None else None
+
+    @property
+    def label(self) -> str:
+        """The model(s) the results are of, for legends and tables."""
+        return str(self.results.get("model", {}).get("spec"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The numbers as a tidy table (:mod:`vitscope.api.frames`)."""
+        raise NotImplementedError
+
+    def plot(self) -> Figure:
+        """The figure the command line draws of these results."""
+        raise NotImplementedError
+
+    def save(self, out: PathLike) -> Path:
+        """Write the files the command line writes into folder ``out`` (created if needed); return it."""
+        return self._save(out, self._write)
+
+    def _save(self, out: PathLike, write: Callable[[Path], None]) -> Path:
+        folder = ensure_dir(Path(out))
+        write(folder)
+        self.folder = folder
+        return folder
+
+    def _write(self, out: Path) -> None:
+        """Write the files into the existing folder ``out`` (``self`` unchanged)."""
+        write_results(out / self.file, self.results)
+
+    def summary(self) -> dict[str, str]:
+        """A few facts about the results, by name (the notebook view)."""
+        facts = {"model": self.label}
+        data = self.results.get("data")
+        if isinstance(data, dict):
+            facts["data"] = f"{data.get('spec')} ({data.get('images')} images)"
+        if self.folder is not None:
+            facts["folder"] = str(self.folder)
+        return facts
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} " + ", ".join(f"{k}: {v}" for k, v in self.summary().items()) + ">"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                       f"{html.escape(v)}</td></tr>" for k, v in self.summary().items())
+        return f"<b>vitscope {type(self).__name__}</b><table>{rows}</table>"
+
+
+class Analysis(Result):
+    """Per-layer metrics of one model over an image set (``vitscope analyze``, ``results.json``)."""
+
+    kind = ANALYSIS
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The ``metrics`` mapping: ``{"attention": {...}, "similarity": ..., "spectrum": ..., "fourier": ...}``."""
+        return self.results["metrics"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``model, part, metric, quantity, block, head, x, value, figure``
+        (:func:`vitscope.api.frames.analysis_frame`)."""
+        return frames.analysis_frame(self.results)
+
+    def plot(self, metric: str | None = None, label: str | None = None) -> Figure:
+        """The figure of ``metric`` (attention, similarity, spectrum, fourier; default the first the
+        results hold), as ``vitscope analyze`` writes it to ``<metric>.png``."""
+        return plot([self], metric=metric, labels=[label or self.label])
+
+    def save(self, out: PathLike, plots: bool = True) -> Path:
+        """``out/results.json`` and, with ``plots``, one PNG per metric, as ``vitscope analyze`` writes them."""
+        return self._save(out, lambda folder: self._write(folder, plots))
+
+    def _write(self, out: Path, plots: bool = True) -> None:
+        from vitscope.report.plots import plot_all
+
+        super()._write(out)
+        if plots:
+            plot_all([(self.label, self.metrics)], out)
+
+    def summary(self) -> dict[str, str]:
+        return {**super().summary(), "metrics": ", ".join(m for m in self.metrics if m != "decoder")}
+
+
+class Comparison(Result):
+    """Minibatch CKA of every layer pair and the agreement of two models (``vitscope compare``)."""
+
+    kind = COMPARE
+
+    @property
+    def label(self) -> str:
+        return " vs ".join(m["spec"] for m in self.results["models"])
+
+    def cka(self, layer_type: str = "block") -> Any:
+        """The CKA matrix of ``layer_type`` as a float array ``[layers of A, layers of B]`` (NaN: undefined)."""
+        if layer_type not in self.results["cka"]:
+            raise VitscopeError(f"no CKA of layer type '{layer_type}'. Valid options are: {list(self.results['cka'])}")
+        return frames.matrix(self.results["cka"][layer_type])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``model_a, model_b, quantity, layer_type, block_a, block_b, split, k, value, figure``
+        (:func:`vitscope.api.frames.comparison_frame`)."""
+        return frames.comparison_frame(self.results)
+
+    def plot(self, layer_type: str | None = None) -> Figure:
+        """The CKA heat map of ``layer_type`` (default: every layer type side by side, ``cka_all.png``)."""
+        from vitscope.compare.plots import comparison_figure
+        from vitscope.report.plots import detached
+
+        if layer_type is not None:
+            self.cka(layer_type)  # a wrong name is one line
+        return detached(comparison_figure(self.results, [layer_type] if layer_type else None))
+
+    def _write(self, out: Path) -> None:
+        from vitscope.compare.plots import plot_compare
+
+        super()._write(out)
+        plot_compare(self.results, out)
+
+    def summary(self) -> dict[str, str]:
+        facts = {**super().summary(), "model": self.label}
+        if "block" in self.results["cka"]:
+            diag = self.cka("block").diagonal()
+            facts["CKA of block outputs, mean of the diagonal"] = f"{float(diag.mean()):.3f}"
+        return facts
+
+
+class Probe(Result):
+    """k-NN and linear probes after every block (``vitscope probe``, ``probe.json``); ``probe_state``:
+    the saved probe (``probe.pt``) when one was asked for."""
+
+    kind = PROBE
+    file = "probe.json"
+
+    def __init__(self, results: Mapping[str, Any], folder: PathLike | None = None,
+                 probe_state: dict[str, Any] | None = None) -> None:
+        super().__init__(results, folder)
+        self.probe_state = probe_state
+
+    @property
+    def label(self) -> str:
+        return str(self.results.get("provenance", {}).get("model"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``model, method, feature, quantity, block, value, figure``
+        (:func:`vitscope.api.frames.probe_frame`)."""
+        return frames.probe_frame(self.results)
+
+    def plot(self, method: str | None = None) -> Figure:
+        """Accuracy per block of ``method`` (knn or linear; default the first the results hold)."""
+        from vitscope.eval.plots import probe_figure, probe_methods
+        from vitscope.report.plots import detached
+
+        methods = probe_methods(self.results)
+        if method is not None and method not in methods:
+            raise VitscopeError(f"no '{method}' probe in these results. Valid options are: {methods}")
+        return detached(probe_figure(self.results, method or methods[0]))
+
+    def save(self, out: PathLike) -> Path:
+        """``probe.json``, ``knn.png`` / ``linear.png`` and the saved probe ``probe.pt`` (its path recorded
+        in ``results["saved_probe"]``), as ``vitscope probe`` writes them; not the feature cache."""
+        out = super().save(out)
+        if self.probe_state is not None:
+            self.results["saved_probe"]["path"] = str(out / "probe.pt")
+        return out
+
+    def _write(self, out: Path) -> None:
+        from vitscope.eval.linear_probe import save_probe
+        from vitscope.eval.plots import plot_probe
+
+        results = self.results
+        if self.probe_state is not None:
+            save_probe(out / "probe.pt", self.probe_state)
+            results = {**results, "saved_probe": {**results["saved_probe"], "path": str(out / "probe.pt")}}
+        write_results(out / self.file, results)
+        plot_probe(results, out)
+
+    def summary(self) -> dict[str, str]:
+        prov = self.results.get("provenance", {})
+        facts = {"model": self.label, "data": f"train {prov.get('train_data')} ({prov.get('train_images')} images), "
+                                              f"val {prov.get('val_data')} ({prov.get('val_images')} images)"}
+        for method, acc in probe_accuracies(self.results).items():
+            if acc.get("cls"):
+                facts[f"{method} accuracy, last block, CLS"] = f"{acc['cls'][-1]:.3f}"
+        return {**facts, **({"folder": str(self.folder)} if self.folder else {})}
+
+
+class Robustness(Result):
+    """Accuracy under frequency-band noise and cue-conflict shape bias (``vitscope robustness``)."""
+
+    kind = ROBUSTNESS
+
+    @property
+    def label(self) -> str:
+        return ", ".join(m["spec"] for m in self.results["models"])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``model, probe, quantity, frequency, category, value, figure``
+        (:func:`vitscope.api.frames.robustness_frame`)."""
+        return frames.robustness_frame(self.results)
+
+    def plot(self, which: str | None = None) -> Figure:
+        """``noise_drop`` or ``shape_bias`` (default the first the results hold)."""
+        from vitscope.report.plots import detached
+        from vitscope.robustness.plots import FIGURES, figure_names
+
+        names = figure_names(self.results)
+        if which is not None and which not in names:
+            raise VitscopeError(f"no '{which}' figure of these results. Valid options are: {names}")
+        return detached(FIGURES[which or names[0]](self.results))
+
+    def _write(self, out: Path) -> None:
+        from vitscope.robustness.plots import plot_all
+
+        super()._write(out)
+        plot_all(self.results, out)
+
+
+class Inspection(Result):
+    """Single-image views (``vitscope inspect``, ``inspect.json``) and the files drawn of them:
+    ``files`` maps each file name to a figure, the explorer page's HTML, or the file on disk."""
+
+    kind = INSPECT
+    file = "inspect.json"
+
+    def __init__(self, results: Mapping[str, Any], folder: PathLike | None = None,
+                 files: Mapping[str, Any] | None = None) -> None:
+        super().__init__(results, folder)
+        self.files: dict[str, Any] = dict(files or {})
+
+    @property
+    def label(self) -> str:
+        return str(self.results.get("model"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``label, quantity, block, head, component, value, figure``
+        (:func:`vitscope.api.frames.inspection_frame`)."""
+        return frames.inspection_frame(self.results)
+
+    def plot(self, name: str | None = None) -> Figure:
+        """The figure written as ``name`` (default the first: ``attention_maps_1.png``, the query
+        attention maps of the first image, or ``nmi_kde.png``)."""
+        pngs = [n for n in self.files if n.endswith(".png")]
+        if name is not None and name not in pngs:
+            raise VitscopeError(f"no figure '{name}'. Valid options are: {pngs}")
+        if not pngs:
+            raise VitscopeError("these results have no figure")
+        f = self.files[name or pngs[0]]
+        return f if isinstance(f, Figure) else _png_figure(Path(f))
+
+    def _write(self, out: Path) -> None:
+        from vitscope.inspect.run import write_inspect
+
+        write_inspect(out, self.results, self.files)
+
+    def summary(self) -> dict[str, str]:
+        data = self.results.get("data") or {}
+        facts = {"model": self.label, "images": ", ".join(data.get("names", [])[:6])} if "model" in self.results else {}
+        return {**facts, "files": ", ".join(self.files), **({"folder": str(self.folder)} if self.folder else {})}
+
+
+class Finetune(Result):
+    """A fine-tuning run (``vitscope finetune``, ``finetune.json``; its checkpoint stays where it was written)."""
+
+    kind = FINETUNE
+    file = "finetune.json"
+
+    @property
+    def label(self) -> str:
+        return str(self.results.get("provenance", {}).get("model"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``model, quantity, epoch, value, figure`` (:func:`vitscope.api.frames.finetune_frame`)."""
+        return frames.finetune_frame(self.results)
+
+    def plot(self) -> Figure:
+        """Training loss and validation accuracy per epoch (the command line draws no figure of these)."""
+        from vitscope.eval.plots import finetune_figure
+        from vitscope.report.plots import detached
+
+        return detached(finetune_figure(self.results))
+
+    def summary(self) -> dict[str, str]:
+        return {"model": self.label, "accuracy": f"{self.results.get('accuracy', float('nan')):.3f}",
+                **({"folder": str(self.folder)} if self.folder else {})}
+
+
+KINDS: dict[str, type[Result]] = {c.kind: c for c in (Analysis, Comparison, Probe, Robustness, Inspection, Finetune)}
+FILES = ("results.json", "probe.json", "finetune.json", "inspect.json")
+
+
+def _png_figure(path: Path) -> Figure:
+    """A figure showing the PNG at ``path`` at its own size (a figure read back from disk)."""
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    from vitscope.report.plots import (
+        detached,  # before pyplot: it chooses matplotlib's backend
+    )
+
+    pixels = mpimg.imread(path)
+    dpi = 110
+    fig = plt.figure(figsize=(pixels.shape[1] / dpi, pixels.shape[0] / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(pixels)
+    ax.set_axis_off()
+    return detached(fig)
+
+
+def read(path: PathLike) -> Result:
+    """The results in folder (or file) ``path`` as their object: an analysis or compare or robustness
+    ``results.json``, ``probe.json``, ``finetune.json`` or ``inspect.json`` (a folder holding several:
+    the first of these). The file is checked as the command line checks it (one line on error)."""
+    return _read(path)
+
+
+def _read(path: PathLike, reader: str | None = None) -> Result:
+    """:func:`read`, the file also checked for what ``reader`` (see :data:`vitscope.results.READERS`) needs."""
+    p = Path(path)
+    if p.is_dir():
+        file = next((p / f for f in FILES if (p / f).is_file()), None)
+        if file is None:
+            raise VitscopeError(f"{p} is not a results folder (no {', '.join(FILES)})")
+    else:
+        file = p
+    r = read_results(file, reader=reader)
+    cls = KINDS[str(kind_of(r, file))]  # read_results refuses unknown kinds
+    folder = file.parent
+    if cls is Probe:
+        saved = folder / "probe.pt"
+        state = None
+        if r.get("saved_probe") and saved.is_file():
+            from vitscope.eval.classifier import load_probe
+
+            state = load_probe(saved)[1]
+        return Probe(r, folder, state)
+    if cls is Inspection:
+        names = list(r.get("files", [])) + (["nmi_kde.png"] if r.get("nmi_kde") else [])
+        return Inspection(r, folder, {n: folder / n for n in names if (folder / n).is_file()})
+    return cls(r, folder)
+
+
+def plot(analyses: Sequence[Analysis | PathLike], metric: str | None = None,
+         labels: Sequence[str] | None = None) -> Figure:
+    """Several analyses overlaid in the figure of ``metric`` (attention, similarity, spectrum, fourier;
+    default the first all hold), as ``vitscope plot`` draws it; ``labels`` default to the model specs.
+
+    >>> vitscope.plot([moco, simmim], "attention", labels=["MoCo v3", "SimMIM"])
+    """
+    from vitscope.report.plots import FIGURES, common_metrics, detached
+
+    results = [as_result(a, Analysis, reader="plot") for a in analyses]
+    if not results:
+        raise VitscopeError("nothing to plot: give at least one analysis")
+    if labels is not None and len(labels) != len(results):
+        raise VitscopeError(f"{len(labels)} labels for {len(results)} analyses")
+    runs = [(lab, r.results["metrics"]) for lab, r in zip(labels or [r.label for r in results], results)]
+    common = common_metrics(runs)
+    if metric is not None and metric not in common:
+        raise VitscopeError(f"no '{metric}' metric in every analysis. Valid options are: {common}")
+    if not common:
+        raise VitscopeError(f"the analyses share no metric of {list(FIGURES)}")
+    return detached(FIGURES[metric or common[0]](runs))
+
+
+def as_result(x: Result | PathLike, cls: type[Result] | None = None, reader: str | None = None) -> Result:
+    """``x`` itself, or the results at path ``x`` (:func:`read`); with ``cls``, they must be of that
+    kind, with ``reader`` hold what that reader of :data:`vitscope.results.READERS` indexes."""
+    if isinstance(x, Result):
+        missing = missing_keys(x.results, READERS[reader].get(x.kind)) if reader else []
+        if missing:
+            raise VitscopeError(f"the {type(x).__name__} of {x.label} lacks {', '.join(missing[:5])}")
+        r = x
+    else:
+        r = _read(x, reader)
+    if cls is not None and not isinstance(r, cls):
+        raise VitscopeError(f"{x} holds {type(r).__name__} results, not {cls.__name__} results")
+    return r
