@@ -1,0 +1,87 @@
+"""One code path: each command writes the files its API function writes, with the same numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli
+from conftest import BANK, CL, MIM
+from matplotlib.figure import Figure
+
+import vitscope
+
+# what differs between two runs of the same work: wall time, the clock, the command line, the folder
+VOLATILE = {"seconds", "images_per_second", "created", "command", "out", "path"}
+
+
+def plain(obj):
+    """``obj`` without its :data:`VOLATILE` keys, at any depth."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def same_files(cli: Path, api: Path, results: str) -> None:
+    """The two folders hold the same files; the results file the same content, the figures the same bytes."""
+    names = sorted(p.name for p in cli.iterdir())
+    assert names == sorted(p.name for p in api.iterdir())
+    assert plain(json.loads((cli / results).read_text())) == plain(json.loads((api / results).read_text()))
+    for name in names:
+        if name.endswith((".png", ".html")):
+            assert (cli / name).read_bytes() == (api / name).read_bytes(), name
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    def run(*args: str) -> str:
+        code, out, err = run_cli(monkeypatch, capsys, *args)
+        assert code in (0, None), err
+        return out
+    return run
+
+
+def test_analyze_compare_probe_and_report_write_what_the_api_writes(cli, tmp_path, demo_npz):
+    data = str(demo_npz)
+    cli("analyze", "--model", CL, "--data", data, "--out", str(tmp_path / "cli-a"), "--images", "10",
+        "--batch-size", "5", "--workers", "0", "--no-progress")
+    vitscope.analyze(CL, data, out=tmp_path / "api-a", images=10, batch_size=5, workers=0, progress=False)
+    same_files(tmp_path / "cli-a", tmp_path / "api-a", "results.json")
+
+    cli("compare", "--model", CL, "--model", MIM, "--data", data, "--out", str(tmp_path / "cli-c"), "--images", "8",
+        "--batch-size", "4", "--layer-type", "block", "--layer-type", "fc1", "--workers", "0", "--no-progress")
+    vitscope.compare(CL, MIM, data, out=tmp_path / "api-c", images=8, batch_size=4, layer_types=["block", "fc1"],
+                     workers=0, progress=False)
+    same_files(tmp_path / "cli-c", tmp_path / "api-c", "results.json")
+
+    cli("probe", "--model", CL, "--train-data", str(BANK), "--val-data", data, "--out", str(tmp_path / "cli-p"),
+        "--images", "40", "--epochs", "2", "--batch-size", "20", "--features", "cls", "--save-probe",
+        "--no-cache-features", "--workers", "0", "--device", "cpu", "--no-progress")
+    vitscope.probe(CL, BANK, data, out=tmp_path / "api-p", images=40, epochs=2, batch_size=20, features="cls",
+                   save_probe=True, cache_features=False, workers=0, device="cpu", progress=False)
+    same_files(tmp_path / "cli-p", tmp_path / "api-p", "probe.json")
+    saved = json.loads((tmp_path / "api-p" / "probe.json").read_text())["saved_probe"]
+    assert saved["path"] == str(tmp_path / "api-p" / "probe.pt")
+
+    folders = [str(tmp_path / n) for n in ("cli-a", "cli-c", "cli-p")]
+    cli("report", *folders, "--out", str(tmp_path / "cli.html"), "--family", "moco=cl", "--family", "simmim=mim")
+    vitscope.report(folders, tmp_path / "api.html", families={"moco": "cl", "simmim": "mim"})
+    assert (tmp_path / "cli.html").read_bytes() == (tmp_path / "api.html").read_bytes()
+
+
+def test_inspect_writes_what_the_api_writes_and_reads_it_back(cli, tmp_path, demo_folder):
+    image = str(demo_folder / "03.png")
+    cli("inspect", "--model", CL, "--image", image, "--maps", "1", "--out", str(tmp_path / "cli"), "--device", "cpu",
+        "--no-progress")
+    ins = vitscope.inspect(CL, image, maps=1, out=tmp_path / "api", device="cpu", progress=False)
+    same_files(tmp_path / "cli", tmp_path / "api", "inspect.json")
+    assert list(ins.files) == ["attention_maps_1.png", "tokens_before_after.png", "tsne.png", "explorer.html"]
+    assert isinstance(ins.plot(), Figure) and ins.results["data"]["names"] == ["03.png"]
+    back = vitscope.read(tmp_path / "api")
+    assert type(back) is vitscope.Inspection and back.results == ins.results and isinstance(back.plot("tsne.png"), Figure)
+    back.save(tmp_path / "again")  # files read back are copied
+    same_files(tmp_path / "api", tmp_path / "again", "inspect.json")
+    assert set(back.to_frame()["quantity"]) == {"explained_variance_ratio", "tsne_kl_divergence"}
