@@ -46,11 +46,12 @@ def cka_figure(matrices: dict[str, list[list[float | None]]], label_a: str, labe
 
 def comparison_figure(results: dict[str, Any], layer_types: Sequence[str] | None = None) -> plt.Figure:
     """The heatmaps of a compare ``results.json`` (all its layer types, or ``layer_types``), titled
-    with the models, the image count and the token reduction."""
+    with the paper figures they match, the models, the image count and the token reduction."""
     specs = [m["spec"] for m in results["models"]]
     two = len(specs) == 2
     label_a, label_b = ("A", "B") if two else ("model", "model")
-    title = f"{label_a}: {specs[0]}" + (f"   {label_b}: {specs[1]}" if two else "")
+    title = "Minibatch CKA of every layer pair (Shekhar et al. Figs. 1, 2, 5, 6)\n"
+    title += f"{label_a}: {specs[0]}" + (f"   {label_b}: {specs[1]}" if two else "")
     title += f"   ({results['data']['images']} images, {results['token_reduction']})"
     cka = results["cka"]
     return cka_figure({t: cka[t] for t in (layer_types or cka)}, label_a, label_b, title)
