@@ -11,7 +11,6 @@ to resume (:class:`Stopped`), and end any other run as Ctrl-C does; exit code 12
 from __future__ import annotations
 
 import errno
-import gc
 import importlib
 import logging
 import os
@@ -123,7 +122,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
     outcome = _run(argv)
     if isinstance(outcome, int):
         sys.exit(outcome)
-    gc.collect()  # free the failed command's frames now, so its progress bars close before our line
     message, code = outcome
     print(f"vitscope: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(code)

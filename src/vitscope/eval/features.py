@@ -136,8 +136,9 @@ def extract_features(
     skips = SkipLog()
     loader = make_loader(data.dataset, batch_size, workers=workers, pin=device.type == "cuda")
     n = 0
-    with Taps(model, {"block_out"}, on_block) as taps:
-        for batch in tqdm(iterate(loader, skips), total=len(loader), disable=not progress, desc="features"):
+    with Taps(model, {"block_out"}, on_block) as taps, \
+            tqdm(iterate(loader, skips), total=len(loader), disable=not progress, desc="features") as bar:
+        for batch in bar:
             x = batch.images.to(device, non_blocking=True)
             b = x.shape[0]
             for k in kinds:

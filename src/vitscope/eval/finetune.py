@@ -21,6 +21,7 @@ draws the same batches, augmentations and mixup as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -264,7 +265,7 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
             "source_model": model_spec, "classes": train.classes, **mid_epoch,
         }, ckpt_path)
 
-    with deferred_stop() as stop_signal:
+    with deferred_stop() as stop_signal, contextlib.ExitStack() as stack:  # the stack closes the progress bars
         for epoch in range(start, cfg.epochs):
             _reseed(cfg.seed + epoch)
             model.train()
@@ -273,7 +274,8 @@ def finetune(model: nn.Module, train: LabelledSet, val: LabelledSet, cfg: Finetu
                                 num_workers=workers if workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1)),
                                 pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals)
             loss_sum, seen = 0.0, 0
-            batches = enumerate(tqdm(loader, disable=not progress, desc=f"epoch {epoch + 1}"))
+            bar = stack.enter_context(tqdm(loader, disable=not progress, desc=f"epoch {epoch + 1}"))
+            batches = enumerate(bar)
             if state.get("batches_done"):  # a stopped run: its batches of this epoch are drawn again, not trained on
                 for _ in range(state["batches_done"]):
                     next(batches)

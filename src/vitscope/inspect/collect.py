@@ -143,8 +143,9 @@ def collect(model: nn.Module, images: torch.Tensor, taps: Iterable[str], *, devi
             per_layer.append([])
         per_layer[layer].append(x.float().cpu())
 
-    with Taps(model, taps, keep) as hooks, torch.inference_mode():
-        for start in tqdm(range(0, len(images), batch_size), desc="inspect", unit="batch", disable=not progress):
+    with Taps(model, taps, keep) as hooks, torch.inference_mode(), \
+            tqdm(range(0, len(images), batch_size), desc="inspect", unit="batch", disable=not progress) as bar:
+        for start in bar:
             x = images[start:start + batch_size].to(device)
             with autocast(device, precision):
                 features = model.forward_features(x)

@@ -137,31 +137,31 @@ def noise_accuracy(clf: nn.Module, ds: Dataset, std: Sequence[float], cfg: Robus
     rms = torch.zeros(len(cfg.frequencies), dtype=torch.float64, device=device)
     masks: list[torch.Tensor] = []
     loader = make_loader(ds, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
-    for b, batch in enumerate(tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch",
-                                   disable=not cfg.progress)):
-        if bool((batch.labels < 0).any()):  # checked on the CPU copy: no device sync
-            raise VitscopeError("frequency-noise accuracy needs labelled images; the data set has unlabelled ones")
-        if lut is None and int(batch.labels.max()) >= num_outputs:
-            raise VitscopeError(f"label {int(batch.labels.max())} out of range for a classifier with "
-                                f"{num_outputs} classes")
-        x = batch.images.to(device, non_blocking=True)
-        y = batch.labels.to(device)
-        if lut is not None:
-            y = lut[y]
-        if not masks:
-            h, w = x.shape[-2:]
-            masks = [band_mask(h, w, f, cfg.band_width, cfg.band_norm, device) for f in cfg.frequencies]
-            empty = [f for f, m in zip(cfg.frequencies, masks) if not bool(m.any())]
-            if empty:
-                raise VitscopeError(f"bands centred at {empty}π of width {cfg.band_width}π hold no frequency of "
-                                    f"{h}×{w} images; widen --band-width or choose other --frequencies")
-        clean += (clf(x).argmax(1) == y).sum()
-        for fi, mask in enumerate(masks):
-            gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, b, fi))
-            noise = band_limited_noise(tuple(x.shape), mask, cfg.noise_strength, cfg.noise_scale, gen)
-            rms[fi] += noise.double().pow(2).mean((1, 2, 3)).sqrt().sum()
-            noisy[fi] += (clf(add_pixel_noise(x, noise, std_t)).argmax(1) == y).sum()
-        n += len(y)
+    with tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch", disable=not cfg.progress) as bar:
+        for b, batch in enumerate(bar):
+            if bool((batch.labels < 0).any()):  # checked on the CPU copy: no device sync
+                raise VitscopeError("frequency-noise accuracy needs labelled images; the data set has unlabelled ones")
+            if lut is None and int(batch.labels.max()) >= num_outputs:
+                raise VitscopeError(f"label {int(batch.labels.max())} out of range for a classifier with "
+                                    f"{num_outputs} classes")
+            x = batch.images.to(device, non_blocking=True)
+            y = batch.labels.to(device)
+            if lut is not None:
+                y = lut[y]
+            if not masks:
+                h, w = x.shape[-2:]
+                masks = [band_mask(h, w, f, cfg.band_width, cfg.band_norm, device) for f in cfg.frequencies]
+                empty = [f for f, m in zip(cfg.frequencies, masks) if not bool(m.any())]
+                if empty:
+                    raise VitscopeError(f"bands centred at {empty}π of width {cfg.band_width}π hold no frequency of "
+                                        f"{h}×{w} images; widen --band-width or choose other --frequencies")
+            clean += (clf(x).argmax(1) == y).sum()
+            for fi, mask in enumerate(masks):
+                gen = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, b, fi))
+                noise = band_limited_noise(tuple(x.shape), mask, cfg.noise_strength, cfg.noise_scale, gen)
+                rms[fi] += noise.double().pow(2).mean((1, 2, 3)).sqrt().sum()
+                noisy[fi] += (clf(add_pixel_noise(x, noise, std_t)).argmax(1) == y).sum()
+            n += len(y)
     if n == 0:
         raise VitscopeError("no readable labelled image in --data")
     clean_acc = clean.item() / n
@@ -190,11 +190,12 @@ def shape_bias_eval(clf: nn.Module, stimuli_ds: CueConflictImages, cmap: Categor
     counts = torch.zeros(k, 3, dtype=torch.long, device=device)
     skips = SkipLog()
     loader = make_loader(ds, cfg.batch_size, workers=cfg.workers, pin=device.type == "cuda")
-    for batch in tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch", disable=not cfg.progress):
-        probs = clf(batch.images.to(device, non_blocking=True)).float().softmax(1)
-        decision = category_scores(probs, cmap.classes).argmax(1)
-        idx = batch.index.to(device)
-        counts += decision_counts(decision, shape_of[idx], texture_of[idx], k)
+    with tqdm(iterate(loader, skips), total=len(loader), desc=desc, unit="batch", disable=not cfg.progress) as bar:
+        for batch in bar:
+            probs = clf(batch.images.to(device, non_blocking=True)).float().softmax(1)
+            decision = category_scores(probs, cmap.classes).argmax(1)
+            idx = batch.index.to(device)
+            counts += decision_counts(decision, shape_of[idx], texture_of[idx], k)
     counts = counts.cpu()
     n = int(counts.sum())
     if n == 0:

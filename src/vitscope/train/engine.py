@@ -308,11 +308,11 @@ def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -
         ensure_dir(out)
         _write_json(out / "config.json", cfg.to_json())
     runlog = RunLog(out, d.main, cfg.tensorboard, keep_until_step=step)
-    bar = tqdm(total=total, initial=step, disable=not (d.main and progress), unit="step", dynamic_ncols=True)
     sums: dict[str, torch.Tensor] = {}
     extra: dict[str, float] = {}
     count, tick, last = 0, time.perf_counter(), {}
-    with deferred_stop() as stop_signal:
+    with tqdm(total=total, initial=step, disable=not (d.main and progress), unit="step", dynamic_ncols=True) as bar, \
+            deferred_stop() as stop_signal:
         for epoch in range(start_epoch, cfg.epochs):
             for images in islice(data.epoch(epoch), step - epoch * spe, None):  # a stopped run resumes mid-epoch
                 outputs, cos = trainer.step(images, step, spe)
@@ -345,6 +345,5 @@ def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -
                     checkpoint.save(out / f"checkpoint-epoch{done}.pt", st)
             if (save or keep) and d.world > 1:
                 dist.barrier()
-    bar.close()
     runlog.close()
     return last
