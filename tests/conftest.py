@@ -9,6 +9,10 @@ import vitscope.models  # noqa: F401  (registers the small ViTs)
 
 REPO = Path(__file__).resolve().parents[1]
 
+# pytest-xdist runs one worker per core (pyproject's addopts): one intra-op thread each keeps the
+# workers from fighting over the cores, and is faster for the tests' tiny tensors anyway.
+torch.set_num_threads(1)
+
 
 def shared_data() -> Path:
     """The project's ../shared/data, or $VITSCOPE_SHARED_DATA."""

@@ -12,10 +12,6 @@ from PIL import Image
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
 
-# The CI machine has 2 cores shared with other jobs: one intra-op thread is far faster there
-# for these tiny tensors than two threads fighting for them.
-torch.set_num_threads(1)
-
 TINY = "vit_evaltest_tiny"
 
 default_cfgs = generate_default_cfgs({
