@@ -8,7 +8,7 @@ The Python API (docs/api.md), one function per command, results as tables and fi
     a.plot("attention")                                 # the figure `vitscope analyze` writes
 
 ``load``, ``zoo``, ``analyze``, ``compare``, ``probe``, ``inspect``, ``capture``, ``robustness``,
-``report``, ``findings``, ``plot``, ``read`` and the result classes are imported on first use
+``signature``, ``report``, ``findings``, ``plot``, ``read`` and the result classes are imported on first use
 (:mod:`vitscope.api`), so ``import vitscope`` stays cheap; everything else stays importable from
 its module but is not promised.
 """
@@ -45,13 +45,13 @@ _API = {
     "inspect": "inspect", "capture": "inspect", "robustness": "robustness", "report": "report",
     "findings": "report", "plot": "results", "read": "results", "Result": "results", "Analysis": "results",
     "Comparison": "results", "Probe": "results", "Robustness": "results", "Inspection": "results",
-    "Finetune": "results",
+    "Finetune": "results", "signature": "signature", "Signature": "results",
 }
 
 __all__ = [
-    "Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "VitscopeError",
+    "Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "Signature", "VitscopeError",
     "__version__", "analyze", "capture", "compare", "findings", "inspect", "load", "plot", "probe", "read", "report",
-    "robustness", "zoo",
+    "robustness", "signature", "zoo",
 ]
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         Probe,
         Result,
         Robustness,
+        Signature,
         analyze,
         capture,
         compare,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
         read,
         report,
         robustness,
+        signature,
         zoo,
     )
 

@@ -146,8 +146,9 @@ SCHEMA_VERSION = 1
 
 ANALYSIS, COMPARE, ROBUSTNESS = "vitscope-analysis", "vitscope-compare", "vitscope-robustness"
 PROBE, FINETUNE, INSPECT = "vitscope-probe", "vitscope-finetune", "vitscope-inspect"
+SIGNATURE = "vitscope-signature"
 #: Kinds the file name alone tells (these files carry no ``kind`` of their own before schema 1).
-KIND_OF_NAME = {"probe.json": PROBE, "finetune.json": FINETUNE, "inspect.json": INSPECT}
+KIND_OF_NAME = {"probe.json": PROBE, "finetune.json": FINETUNE, "inspect.json": INSPECT, "signature.json": SIGNATURE}
 
 #: What every reader of a kind of results file indexes: a key whose value is ``None`` must be
 #: present; a dict value is what the key's object must hold (``"[]"``: every element of a list,
@@ -159,6 +160,8 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     PROBE: {"knn?": {"accuracy": {}}, "linear?": {"*": {"accuracy": None}}},  # as probe_accuracies reads them
     FINETUNE: {},
     INSPECT: {},
+    SIGNATURE: {"models": {"[]": {"role": None, "spec": None}},
+                "signatures": {"[]": {"spec": None, "flags": {}, "properties": {"[]": {"key": None, "label": None}}}}},
 }
 
 

@@ -85,3 +85,18 @@ def test_inspect_writes_what_the_api_writes_and_reads_it_back(cli, tmp_path, dem
     back.save(tmp_path / "again")  # files read back are copied
     same_files(tmp_path / "api", tmp_path / "again", "inspect.json")
     assert set(back.to_frame()["quantity"]) == {"explained_variance_ratio", "tsne_kl_divergence"}
+
+
+def test_signature_writes_what_the_api_writes(cli, tmp_path, demo):
+    folders = {}
+    for spec in ("zoo:hybrid-cifar10", CL, MIM):
+        folders[spec] = tmp_path / spec.removeprefix("zoo:")
+        vitscope.analyze(spec, demo[0][:6], out=folders[spec], metrics="attention", batch_size=6, workers=0,
+                         progress=False, plots=False)
+    cl, mim = str(folders[CL]), str(folders[MIM])
+    out = cli("signature", str(folders["zoo:hybrid-cifar10"]), "--reference", f"{cl}=cl", "--reference", f"{mim}=mim",
+              "--out", str(tmp_path / "cli-s"))
+    assert "NMI of attention" in out
+    api = vitscope.signature(folders["zoo:hybrid-cifar10"], cl=cl, mim=mim, out=tmp_path / "api-s")
+    same_files(tmp_path / "cli-s", tmp_path / "api-s", "signature.json")
+    assert vitscope.read(tmp_path / "cli-s").results == api.results

@@ -20,6 +20,7 @@ ALIASES = {
     "inspect": {"data": "image", "labels": "label"},
     "robustness": {"models": "model", "probes": "probe", "frequencies": None},
     "report": {"results": "folders", "families": "family"},
+    "signature": {"cl": None, "mim": None},  # --reference RESULTS=cl|mim
 }
 
 
@@ -50,7 +51,7 @@ def _normal(value):
     return str(value) if isinstance(value, Path) else value
 
 
-@pytest.mark.parametrize("command", ["analyze", "compare", "probe", "inspect", "robustness", "report"])
+@pytest.mark.parametrize("command", ["analyze", "compare", "probe", "inspect", "robustness", "report", "signature"])
 def test_every_option_is_a_keyword_argument_with_the_same_default(command):
     from vitscope.cli import app
 
@@ -66,5 +67,6 @@ def test_every_option_is_a_keyword_argument_with_the_same_default(command):
         if param.default is not inspect.Parameter.empty and not options[option].required:
             assert _normal(options[option].default) == _normal(param.default), (command, name)
         assert param.annotation is not inspect.Parameter.empty, (command, name)
-    cli_only = {"inspect": {"data"}, "robustness": {"frequencies"}}.get(command, set())  # inspect: --data or --image
+    # inspect: --data or --image; signature: the references as strings
+    cli_only = {"inspect": {"data"}, "robustness": {"frequencies"}, "signature": {"reference"}}.get(command, set())
     assert set(options) - covered - cli_only == set(), command

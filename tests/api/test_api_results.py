@@ -104,3 +104,29 @@ def test_findings_of_results_in_memory_equal_the_reports(results, tmp_path):
     assert "not enough data" not in set(measured.verdict) and "Fig. 3" in set(measured.figure)
     with pytest.raises(VitscopeError, match="two families"):
         vitscope.findings({moco: "cl", cka: ("mim", "mim")})
+
+
+def test_signature_of_results_in_memory(results, demo, tmp_path):
+    moco, simmim, _, knn = results
+    hybrid = vitscope.analyze("zoo:hybrid-cifar10", demo[0], metrics="attention", **RUN)
+    sig = vitscope.signature(hybrid, cl=[moco, knn[CL]], mim=[simmim, knn[MIM]])
+    assert isinstance(sig, vitscope.Signature) and sig.references == {"cl": CL, "mim": MIM}
+    # the table holds every placed number: NMI over the later half is the mean of blocks 4-6 of each analysis
+    df = sig.to_frame()
+    nmi = df[(df.key == "nmi") & (df.band == "later half")].set_index("quantity")["value"]
+    for who, analysis in (("model", hybrid), ("cl", moco), ("mim", simmim)):
+        assert nmi[who] == pytest.approx(np.mean(analysis.metrics["attention"]["nmi"][3:]), rel=1e-12), who
+    assert nmi["position"] == pytest.approx((nmi["model"] - nmi["mim"]) / (nmi["cl"] - nmi["mim"]), rel=1e-12)
+    placed = [p for p in sig.results["signatures"][0]["properties"] if "missing" not in p]
+    assert len(df) == 5 * sum(len(p["per_depth"]) + len(p["bands"]) for p in placed)
+    # the hybrid was analysed for attention only and not probed: those properties have no rows
+    missing = {p["key"]: p["missing"] for p in sig.results["signatures"][0]["properties"] if "missing" in p}
+    assert missing["heads_cosine"] == "needs analysis results of the model" and "knn_peak_depth" in missing
+    assert not set(missing) & set(df.key)
+    folder = sig.save(tmp_path / "sig")
+    assert sorted(p.name for p in folder.iterdir()) == ["signature.json", "signature.md", "signature.png"]
+    back = vitscope.read(folder)
+    assert type(back) is vitscope.Signature and back.results == sig.results
+    assert isinstance(sig.plot(), Figure) and "MIM reference" in sig._repr_html_()
+    with pytest.raises(VitscopeError, match="both a CL and a MIM reference"):
+        vitscope.signature(hybrid, cl=moco)

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 import pytest
-
 from cli_helpers import run_cli
+
 from vitscope.errors import VitscopeError
 from vitscope.report import signature as S
 from vitscope.report.html import build_report
@@ -183,7 +183,7 @@ def test_cli_writes_files_and_the_report_shows_them(tmp_path, monkeypatch, capsy
                               "--reference", f"{folders[2]}=mim", "--out", str(out))
     assert code == 0 and "NMI of attention" in stdout
     assert {p.name for p in out.iterdir()} == {"signature.json", "signature.png", "signature.md"}
-    assert json.loads((out / "signature.json").read_text())["format"] == S.FORMAT
+    assert json.loads((out / "signature.json").read_text())["format"] == "vitscope-signature"
     page = build_report([out], tmp_path / "report.html").read_text()
     assert "CL–MIM signature" in page and "NMI of attention" in page and "signature.png" in page
 
@@ -193,3 +193,19 @@ def test_cli_refuses_default_references_for_other_input_sizes(tmp_path, monkeypa
     code, _, err = run_cli(monkeypatch, capsys, "signature", str(big), "--out", str(tmp_path / "o"))
     assert code == 2 and "32-px models only" in err and "224x224" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()  # nothing analysed, nothing written
+
+
+def test_signature_file_is_checked_like_every_results_file(tmp_path):
+    folders = [write(tmp_path / n, analysis(n, v)) for n, v in (("m", [0.2]), ("c", [0.1]), ("s", [0.3]))]
+    result = S.signatures(*S.gather(folders[:1], {folders[1]: "cl", folders[2]: "mim"}))
+    good = write(tmp_path / "sig", result, "signature.json")
+    assert S.read_signature(good / "signature.json") == json.loads(json.dumps(result))
+    (good / "signature.json").write_text(json.dumps(result)[:-20])
+    with pytest.raises(VitscopeError, match="signature.json is not valid JSON"):
+        build_report([good], tmp_path / "r.html")
+    lacking = write(tmp_path / "lacking", {**result, "signatures": [{"spec": "m", "flags": {}}]}, "signature.json")
+    with pytest.raises(VitscopeError, match=r"lacks signatures\[0\]\.properties"):
+        build_report([lacking], tmp_path / "r.html")
+    newer = write(tmp_path / "newer", {**result, "schema_version": 99}, "signature.json")
+    with pytest.raises(VitscopeError, match="newer than this vitscope reads"):
+        S.read_signature(newer / "signature.json")

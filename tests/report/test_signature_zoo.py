@@ -62,3 +62,22 @@ def test_random_vit_is_flagged_and_the_zoo_is_not(zoo):
     result = signature(ModelResults(spec, analysis=r), zoo["moco"], zoo["simmim"])
     assert "looks untrained" in result["flags"].get("model", ""), result["flags"]
     assert "cl" not in result["flags"] and "mim" not in result["flags"]
+
+
+def test_default_references_are_the_zoos_analysed_on_the_shipped_images(zoo, tmp_path, monkeypatch):
+    """No reference given: the zoo's MoCo v3 and SimMIM are analysed on shipped images (the 500-image
+    bank; here the 200 query images, to keep the suite fast) into out/reference-*, and the hybrid
+    lands between them as with references given by hand."""
+    import vitscope.data.shipped
+    from vitscope.api import Analysis
+    from vitscope.api import signature as run_signature
+
+    monkeypatch.setattr(vitscope.data.shipped, "BANK", QUERY)
+    hybrid = Analysis(zoo["hybrid"].analysis)
+    sig = run_signature(hybrid, out=tmp_path / "sig", batch_size=200, device="cpu", progress=False)
+    assert sig.references == {"cl": "zoo:moco-cifar10", "mim": "zoo:simmim-cifar10"}
+    for name in ("moco", "simmim"):
+        written = vitscope.read(tmp_path / "sig" / f"reference-{name}-cifar10")
+        assert written.results["data"]["images"] == 200 and written.results["data"]["spec"] == str(QUERY)
+    b = band(sig.results["signatures"][0], "nmi")
+    assert b["separates"] and 0.0 <= b["position"] <= 1.0, b

@@ -4,6 +4,7 @@ The public names are re-exported by :mod:`vitscope` (``vitscope.analyze(...)``);
 each with an example. Modules: :mod:`~vitscope.api.models` (``load``, ``zoo``),
 :mod:`~vitscope.api.analyze`, :mod:`~vitscope.api.compare`, :mod:`~vitscope.api.probe`,
 :mod:`~vitscope.api.inspect` (``inspect``, ``capture``), :mod:`~vitscope.api.robustness`,
+:mod:`~vitscope.api.signature`,
 :mod:`~vitscope.api.report` (``report``, ``findings``), :mod:`~vitscope.api.results` (the result
 classes, ``read``, ``plot``), :mod:`~vitscope.api.frames` (results as tables) and
 :mod:`~vitscope.api.inputs` (what the functions accept).
@@ -23,11 +24,13 @@ from vitscope.api.results import (
            Probe,
            Result,
            Robustness,
+           Signature,
            plot,
            read,
 )
 from vitscope.api.robustness import robustness
+from vitscope.api.signature import signature
 
-__all__ = ["Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "analyze",
-           "capture", "compare", "findings", "inspect", "load", "plot", "probe", "read", "report", "robustness",
-           "zoo"]
+__all__ = ["Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "Signature",
+           "analyze", "capture", "compare", "findings", "inspect", "load", "plot", "probe", "read", "report",
+           "robustness", "signature", "zoo"]

@@ -204,6 +204,30 @@ def finetune_frame(results: dict[str, Any]) -> pd.DataFrame:
     return _frame(rows, FINETUNE_COLUMNS, ("epoch",))
 
 
+SIGNATURE_COLUMNS = ["model", "property", "key", "figure", "band", "block", "depth", "separates", "quantity",
+                     "value"]
+#: The numbers of one placement: the position s and the three raw values it comes from, the spread.
+PLACEMENT = ("position", "model", "cl", "mim", "spread")
+
+
+def signature_frame(results: dict[str, Any]) -> pd.DataFrame:
+    """A ``signature.json``: per model, property and block (``depth`` = block / L; ``band`` empty) or
+    depth band (``block`` empty), the position s and the raw values x, x_CL, x_MIM and the spread, as
+    ``quantity`` rows; ``separates`` as recorded (None where no spread is recorded). Properties that
+    lack results have no rows."""
+    rows = []
+    for sig in results.get("signatures", []):
+        for p in sig["properties"]:
+            if "missing" in p:
+                continue
+            head = {"model": sig["spec"], "property": p["label"], "key": p["key"], "figure": p["figure"]}
+            places = [({"block": d["block"], "depth": d["depth"]}, d) for d in p["per_depth"]] + \
+                     [({"band": band}, b) for band, b in p["bands"].items()]
+            rows += [{**head, **where, "separates": b["separates"], "quantity": q, "value": b[q]}
+                     for where, b in places for q in PLACEMENT]
+    return _frame(rows, SIGNATURE_COLUMNS, ("block",))
+
+
 def matrix(rows: list[list[float | None]]) -> np.ndarray:
     """A results file's nested list as a float array, ``None`` (undefined) as NaN."""
     return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)

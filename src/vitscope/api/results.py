@@ -33,12 +33,14 @@ from vitscope.results import (
     READERS,
     ROBUSTNESS,
     SCHEMA_VERSION,
+    SIGNATURE,
     ensure_dir,
     kind_of,
     missing_keys,
     probe_accuracies,
     read_results,
     to_plain,
+    write_atomic,
     write_results,
 )
 
@@ -339,8 +341,52 @@ class Finetune(Result):
                 **({"folder": str(self.folder)} if self.folder else {})}
 
 
-KINDS: dict[str, type[Result]] = {c.kind: c for c in (Analysis, Comparison, Probe, Robustness, Inspection, Finetune)}
-FILES = ("results.json", "probe.json", "finetune.json", "inspect.json")
+class Signature(Result):
+    """Where models sit between a CL and a MIM reference (``vitscope signature``, ``signature.json``)."""
+
+    kind = SIGNATURE
+    file = "signature.json"
+
+    @property
+    def label(self) -> str:
+        return ", ".join(str(s.get("spec")) for s in self.results.get("signatures", []))
+
+    @property
+    def references(self) -> dict[str, str]:
+        """``{"cl": spec, "mim": spec}``."""
+        return {m["role"]: m["spec"] for m in self.results.get("models", []) if m.get("role") in ("cl", "mim")}
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``model, property, key, figure, band, block, depth, separates, quantity, value``
+        (:func:`vitscope.api.frames.signature_frame`)."""
+        return frames.signature_frame(self.results)
+
+    def plot(self) -> Figure:
+        """The figure ``vitscope signature`` writes to ``signature.png``."""
+        from vitscope.report.plots import detached
+        from vitscope.report.signature import signature_figure
+
+        return detached(signature_figure(self.results))
+
+    def _write(self, out: Path) -> None:
+        """``signature.json``, the table as ``signature.md`` and the figure as ``signature.png``."""
+        from vitscope.report.plots import save_figure
+        from vitscope.report.signature import signature_figure, table_markdown
+
+        super()._write(out)
+        write_atomic(out / "signature.md", table_markdown(self.results).encode())
+        save_figure(signature_figure(self.results), out / "signature.png")
+
+    def summary(self) -> dict[str, str]:
+        refs = self.references
+        flags = [f"{s['spec']}: {text}" for s in self.results.get("signatures", []) for text in s["flags"].values()]
+        return {"models": self.label, "CL reference": str(refs.get("cl")), "MIM reference": str(refs.get("mim")),
+                **({"flags": "; ".join(flags)} if flags else {}), **({"folder": str(self.folder)} if self.folder else {})}
+
+
+KINDS: dict[str, type[Result]] = {c.kind: c for c in (Analysis, Comparison, Probe, Robustness, Inspection, Finetune,
+                                                       Signature)}
+FILES = ("results.json", "probe.json", "finetune.json", "inspect.json", "signature.json")
 
 
 def _png_figure(path: Path) -> Figure:
@@ -363,8 +409,8 @@ def _png_figure(path: Path) -> Figure:
 
 def read(path: PathLike) -> Result:
     """The results in folder (or file) ``path`` as their object: an analysis or compare or robustness
-    ``results.json``, ``probe.json``, ``finetune.json`` or ``inspect.json`` (a folder holding several:
-    the first of these). The file is checked as the command line checks it (one line on error)."""
+    ``results.json``, ``probe.json``, ``finetune.json``, ``inspect.json`` or ``signature.json`` (a
+    folder holding several: the first of these). The file is checked as the command line checks it (one line on error)."""
     return _read(path)
 
 

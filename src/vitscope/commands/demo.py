@@ -18,8 +18,8 @@ from typing import Annotated
 
 import typer
 
-DEMO_DATA = Path(__file__).resolve().parent.parent / "data" / "demo"
-BANK, QUERY = DEMO_DATA / "cifar10-test-bank.npz", DEMO_DATA / "cifar10-test-query.npz"
+from vitscope.data.shipped import BANK, QUERY
+
 MODELS = {"moco": "zoo:moco-cifar10", "simmim": "zoo:simmim-cifar10"}
 FAMILIES = {"moco": "cl", "simmim": "mim"}
 

@@ -34,9 +34,17 @@ import numpy as np
 
 from vitscope.errors import VitscopeError
 from vitscope.report.findings import mean_log
-from vitscope.results import probe_accuracies, read_json, read_results
+from vitscope.results import (
+    ANALYSIS,
+    COMPARE,
+    PROBE,
+    ROBUSTNESS,
+    SIGNATURE,
+    kind_of,
+    probe_accuracies,
+    read_results,
+)
 
-FORMAT = "vitscope-signature"
 FORMULA = "s = (x - x_MIM) / (x_CL - x_MIM): 1 like the CL reference, 0 like the MIM reference"
 #: attention entropy ≥ (1 − tolerance)·log N in every block flags a model as looking untrained
 UNTRAINED_TOLERANCE = 0.02
@@ -361,7 +369,7 @@ def signatures(models: Sequence[ModelResults], cl: ModelResults, mim: ModelResul
     """``signature.json``: the signature of each model in ``models`` between ``cl`` and ``mim``."""
     role = lambda r, m: {"role": r, "spec": m.spec, "folders": m.folders, "data": _data_spec(m),  # noqa: E731
                          "input_size": input_size(m)}
-    return {"format": FORMAT, "version": 1, "formula": FORMULA, "untrained_tolerance": UNTRAINED_TOLERANCE,
+    return {"format": SIGNATURE, "version": 1, "formula": FORMULA, "untrained_tolerance": UNTRAINED_TOLERANCE,
             "bands": {"first half": "t = block/L <= 1/2", "later half": "t > 1/2"},
             "models": [role("model", m) for m in models] + [role("cl", cl), role("mim", mim)],
             "signatures": [signature(m, cl, mim, compares) for m in models]}
@@ -369,55 +377,81 @@ def signatures(models: Sequence[ModelResults], cl: ModelResults, mim: ModelResul
 
 # ----------------------------------------------------------------------------- reading results
 
-def read_folder(folder: Path) -> tuple[list[tuple[str, str, dict[str, Any]]], list[dict[str, Any]]]:
-    """The results files of ``folder``: ``(spec, kind, data)`` per model, and the ``compare`` results."""
+@dataclass(frozen=True)
+class Source:
+    """The results of one folder (or of result objects in memory, ``name`` saying which): ``(spec,
+    kind, data)`` per model (kinds ``analysis``, ``probe``, ``robustness``) and two-model comparisons."""
+
+    name: str
+    per_model: list[tuple[str, str, dict[str, Any]]]
+    compares: list[dict[str, Any]]
+
+
+def source_of(name: str, files: Sequence[tuple[str | None, dict[str, Any]]]) -> Source:
+    """The :class:`Source` of results ``files``: ``(kind, content)`` pairs, kinds of :mod:`vitscope.results`
+    (other kinds are not used); a :class:`VitscopeError` when none is of use."""
     per_model: list[tuple[str, str, dict[str, Any]]] = []
     compares: list[dict[str, Any]] = []
-    for name in ("results.json", "probe.json"):
-        if not (folder / name).is_file():
-            continue
-        r = read_results(folder / name)
-        if name == "probe.json":
-            per_model.append((str(r["provenance"]["model"]), "probe", r))
-        elif r.get("kind") == "vitscope-analysis":
+    for kind, r in files:
+        if kind == PROBE:
+            spec = (r.get("provenance") or {}).get("model")
+            if spec is None:
+                raise VitscopeError(f"the probe results in {name} do not name their model (provenance.model)")
+            per_model.append((str(spec), "probe", r))
+        elif kind == ANALYSIS:
             per_model.append((str(r["model"]["spec"]), "analysis", r))
-        elif r.get("format") == "vitscope-robustness":
+        elif kind == ROBUSTNESS:
             per_model += [(str(m["spec"]), "robustness", m) for m in r["models"]]
-        elif r.get("format") == "vitscope-compare" and len(r["models"]) == 2:
+        elif kind == COMPARE and len(r["models"]) == 2:
             compares.append(r)
     if not per_model and not compares:
-        raise VitscopeError(f"{folder} holds no analyze, probe, robustness or compare results")
-    return per_model, compares
+        raise VitscopeError(f"{name} holds no analyze, probe, robustness or compare results")
+    return Source(name, per_model, compares)
+
+
+def read_folder(folder: Path) -> Source:
+    """The results files of ``folder`` (``results.json``, ``probe.json``), checked, as a :class:`Source`."""
+    files = [(kind_of(r, folder / name), r) for name in ("results.json", "probe.json") if (folder / name).is_file()
+             for r in [read_results(folder / name)]]
+    return source_of(str(folder), files)
 
 
 def gather(folders: Sequence[Path], references: Mapping[Path, str]
            ) -> tuple[list[ModelResults], ModelResults, ModelResults, list[dict[str, Any]]]:
-    """Models under study (from ``folders``), the CL and MIM references (``references``: folder →
-    ``cl`` | ``mim``) and every comparison. Files are grouped by the model spec they record; each
-    family must name exactly one model, and a model must not have two results of one kind."""
+    """:func:`gather_sources` of results folders: the models' ``folders`` and the ``references``
+    (folder → ``cl`` | ``mim``)."""
+    return gather_sources([(read_folder(f), "model") for f in folders]
+                          + [(read_folder(f), family) for f, family in references.items()])
+
+
+def gather_sources(sources: Sequence[tuple[Source, str]]
+                   ) -> tuple[list[ModelResults], ModelResults, ModelResults, list[dict[str, Any]]]:
+    """Models under study, the CL and MIM references and every comparison, from ``(source, role)``
+    pairs (role ``model``, ``cl`` or ``mim``). Results are grouped by the model spec they record;
+    each reference family must name exactly one model, and a model must not have two results of one
+    kind."""
     by_spec: dict[str, ModelResults] = {}
     compares: list[dict[str, Any]] = []
     roles: dict[str, set[str]] = {"model": set(), "cl": set(), "mim": set()}
-    for folder in [*folders, *references]:
-        per_model, cmp = read_folder(folder)
-        compares += cmp
-        for spec, kind, data in per_model:
+    for source, role in sources:
+        compares += source.compares
+        for spec, kind, data in source.per_model:
             m = by_spec.setdefault(spec, ModelResults(spec))
-            if getattr(m, kind) is not None and str(folder) not in m.folders:
-                raise VitscopeError(f"two {kind} results for {spec}: {m.folders} and {folder}")
+            if getattr(m, kind) is not None and source.name not in m.folders:
+                raise VitscopeError(f"two {kind} results for {spec}: {m.folders} and {source.name}")
             setattr(m, kind, data)
-            if str(folder) not in m.folders:
-                m.folders.append(str(folder))
-            roles[references.get(folder, "model")].add(spec)
+            if source.name not in m.folders:
+                m.folders.append(source.name)
+            roles[role].add(spec)
     refs = {}
     for family in ("cl", "mim"):
         if len(roles[family]) != 1:
-            raise VitscopeError(f"the {family.upper()} reference folders must hold results of exactly one model, "
+            raise VitscopeError(f"the {family.upper()} reference results must be of exactly one model, "
                                 f"found {sorted(roles[family]) or 'none'}")
         refs[family] = by_spec[roles[family].pop()]
     models = [by_spec[s] for s in sorted(roles["model"]) if s not in (refs["cl"].spec, refs["mim"].spec)]
     if not models:
-        raise VitscopeError("no results of a model other than the references in the results folders given")
+        raise VitscopeError("no results of a model other than the references among the results given")
     return models, refs["cl"], refs["mim"], compares
 
 
@@ -437,14 +471,9 @@ def parse_references(items: Sequence[str]) -> dict[Path, str]:
 
 
 def read_signature(path: Path) -> dict[str, Any]:
-    """A ``signature.json`` written by ``vitscope signature``; a one-line error for anything else."""
-    try:
-        r = read_json(path)
-    except (OSError, ValueError) as e:
-        raise VitscopeError(f"cannot read {path}: {e}") from e
-    if not isinstance(r, dict) or r.get("format") != FORMAT or not isinstance(r.get("signatures"), list):
-        raise VitscopeError(f"{path} is not a `vitscope signature` results file")
-    return r
+    """A ``signature.json`` written by ``vitscope signature``, checked as every results file is
+    (:func:`vitscope.results.read_results`); a one-line error for anything else."""
+    return read_results(path, kind=SIGNATURE)
 
 
 # ----------------------------------------------------------------------------- table
@@ -543,13 +572,13 @@ def _axis_marks(ax: Any, lim: tuple[float, float]) -> None:
     ax.set_ylim(*lim)
 
 
-def plot_signature(result: dict[str, Any], path: Path) -> Path:
-    """One figure: a row per property (title: the property and its paper figure), where each model
+def signature_figure(result: dict[str, Any]) -> Any:
+    """The figure of a signature (a matplotlib ``Figure``, ``signature.png``): a row per property (title: the property and its paper figure), where each model
     sits between the references (s = 1 CL, dashed blue; s = 0 MIM, dashed orange) by relative depth
     (left) and over the later half or the whole model (right)."""
     import matplotlib.pyplot as plt
 
-    from vitscope.report.plots import label_figure, save_figure
+    from vitscope.report.plots import label_figure
 
     sigs = result["signatures"]
     keys = [p["key"] for p in sigs[0]["properties"] if any("missing" not in q for s in sigs for q in s["properties"]
@@ -607,4 +636,4 @@ def plot_signature(result: dict[str, Any], path: Path) -> Path:
                  "each row is one property x, placed at s = (x − x_MIM)/(x_CL − x_MIM): 1 is like the CL reference "
                  "(dashed blue), 0 like the MIM reference (dashed orange), the grey band lies between them; × marks "
                  "where the references differ by less than their spread, so no position is given.")
-    return save_figure(fig, path)
+    return fig
