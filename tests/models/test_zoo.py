@@ -57,6 +57,56 @@ def test_entry_round_trip_equals_the_trained_encoder(run, zoo):
         assert torch.equal(from_zoo.state_dict()[k], v.half().float()), k
 
 
+def test_finetuned_zoo_model_enters_the_zoo_as_its_encoder(run, zoo, tmp_path):
+    """`vitscope finetune` of a zoo model, then `zoo add`: the entry names its source and fine-tuning
+    recipe, and holds the fine-tuned encoder without its classifier head."""
+    from PIL import Image
+
+    from vitscope.cli import main
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.random.default_rng(10 * (cls == "b") + i).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / cls / f"{i}.png")
+    ft = tmp_path / "ft"
+    with pytest.raises(SystemExit) as done:
+        main(["finetune", "--model", "zoo:tiny-simmim", "--train-data", str(tmp_path / "imgs"), "--val-data",
+              str(tmp_path / "imgs"), "--epochs", "2", "--batch-size", "4", "--warmup-epochs", "0", "--mixup", "0",
+              "--cutmix", "0", "--randaug", "", "--workers", "0", "--device", "cpu", "--no-progress", "--out", str(ft)])
+    assert done.value.code in (0, None)
+    e = add_entry("tiny-simmim-ft", ft, probe=None, hardware="test machine", budget="test", data="16 random images")
+    assert FIELDS <= set(e) and e["method"] == "simmim, fine-tuned" and e["source"] == "zoo:tiny-simmim"
+    assert e["epochs"] == 2 and e["recipe"]["layer_decay"] == 0.65 and e["arch_kwargs"]["num_classes"] == 0
+    history = json.loads((ft / "finetune.json").read_text())["history"]
+    assert e["training"]["loss_first"] == history[0]["train_loss"] and e["training"]["wall_seconds"] > 0
+    trained = torch.load(ft / "checkpoint.pt", weights_only=True)["model"]
+    encoder = load("zoo:tiny-simmim-ft").state_dict()
+    assert set(encoder) == {k for k in trained if not k.startswith("head.")}
+    for k, v in encoder.items():
+        assert torch.equal(v, trained[k].half().float()), k
+    with pytest.raises(VitscopeError, match="fine-tuned zoo models only"):
+        add_entry("x", _with_source(ft, tmp_path / "other", "random:vit_tiny_patch4_32"), probe=None,
+                  hardware="", budget="", data="")
+
+
+def _with_source(ft: Path, out: Path, source: str) -> Path:
+    """A copy of fine-tuning run ``ft`` that records ``source`` as the model it fine-tuned."""
+    out.mkdir()
+    state = torch.load(ft / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "source_model": source}, out / "checkpoint.pt")
+    (out / "finetune.json").write_text((ft / "finetune.json").read_text().replace("zoo:tiny-simmim", source))
+    return out
+
+
+def test_a_broken_probe_file_is_refused_before_anything_is_written(run, tmp_path):
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "probe.json").write_text('{"knn": {"accuracy": [0.5]}, "linear": {"cls": {}}}')
+    with pytest.raises(VitscopeError, match=r"probe.json lacks knn.accuracy \(an object\), linear.cls.accuracy"):
+        add_entry("x", run, probe=tmp_path / "probe", hardware="", budget="", data="", folder=tmp_path / "zoo")
+    assert not (tmp_path / "zoo").exists()
+
+
 def test_damaged_file_is_a_one_line_error(zoo):
     path = zoo / "tiny-simmim.safetensors"
     data = bytearray(path.read_bytes())
@@ -101,7 +151,8 @@ def test_shipped_zoo_entry_is_complete_and_loads(name, monkeypatch):
     monkeypatch.delenv("VITSCOPE_ZOO", raising=False)
     e = SHIPPED[name]
     assert FIELDS <= set(e)
-    assert e["bytes"] <= 12_000_000 and e["accuracy"]["knn_last_block"] > 0.1  # above chance (10 classes)
+    accuracy = e["training"]["val_accuracy"] if "source" in e else e["accuracy"]["knn_last_block"]
+    assert e["bytes"] <= 12_000_000 and accuracy > 0.1  # above chance (10 classes)
     model = load(f"zoo:{name}")
     assert model.pretrained_cfg["input_size"] == (3, 32, 32)
     assert all(torch.isfinite(p).all() for p in model.parameters())

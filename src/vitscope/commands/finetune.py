@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,8 +61,10 @@ def finetune(
     val = open_labelled(val_data, model_transform(net), val_images, seed)
     check_same_classes(train, val)
     dev = resolve_device(device)
+    start = time.perf_counter()
     results = run_finetune(net, train, val, cfg, out, model_spec=model, device=dev, resume=resume,
                            workers=workers, progress=progress)
+    results["seconds"] = round(time.perf_counter() - start, 1)  # of this command (a resumed run: its last piece)
     results["provenance"] = provenance(model=model, train_data=train_data, val_data=val_data,
                                        train_images=len(train), val_images=len(val), seed=seed, device=str(dev))
     write_results(out / "finetune.json", {"kind": FINETUNE, **results})

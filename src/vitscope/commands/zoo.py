@@ -44,10 +44,12 @@ def _list(ctx: typer.Context) -> None:
                    f"{e['bytes'] / 1e6:.1f} MB fp16; sha256 {e['sha256'][:12]}…")
 
 
-@zoo_app.command("add", help="Add a `vitscope pretrain` run to the zoo as NAME (fp16 safetensors + manifest line).")
+@zoo_app.command("add", help="Add a `vitscope pretrain` run, or a `vitscope finetune` run of a zoo model, to the zoo "
+                              "as NAME (the encoder as fp16 safetensors + a manifest line).")
 def _add(
     name: Annotated[str, typer.Argument(help="zoo name, e.g. moco-cifar10")],
-    run: Annotated[Path, typer.Option(help="pretraining run folder (checkpoint.pt, config.json, log.jsonl)")],
+    run: Annotated[Path, typer.Option(help="pretraining run folder (checkpoint.pt, config.json, log.jsonl) or fine-tuning "
+                                               "folder (checkpoint.pt, finetune.json)")],
     data: Annotated[str, typer.Option(help="what it was trained on, in words")] = "CIFAR-10 train (50,000 images)",
     probe: Annotated[Optional[Path], typer.Option(help="`vitscope probe` folder of this model (probe.json)")] = None,
     budget: Annotated[str, typer.Option(help="training budget in words, e.g. 'CPU, about 1 h'")] = "",

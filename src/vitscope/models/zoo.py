@@ -7,7 +7,8 @@ a damaged or replaced file is a one-line error instead of silently wrong numbers
 
 The zoo folder is ``src/vitscope/zoo/`` (package data); ``$VITSCOPE_ZOO`` points
 elsewhere (a folder with the same layout, e.g. GPU-trained models under the same names).
-:func:`add_entry` writes an entry from a ``vitscope pretrain`` run (``vitscope zoo add``).
+:func:`add_entry` writes an entry from a ``vitscope pretrain`` run, or from a ``vitscope finetune``
+run of a zoo model (its encoder after fine-tuning, e.g. for Shekhar et al. Fig. 5), with ``vitscope zoo add``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from vitscope.errors import VitscopeError
 from vitscope.models.checkpoints import load_strict, read_checkpoint
 from vitscope.models.converters import VITSCOPE_FORMAT
 from vitscope.models.timm_factory import create_timm
-from vitscope.results import probe_accuracies, read_json, write_atomic, write_json
+from vitscope.results import FINETUNE, PROBE, probe_accuracies, read_json, read_results, write_atomic, write_json
 
 MANIFEST = "manifest.json"
 
@@ -144,39 +145,62 @@ def training_summary(run: Path, until_step: int | None = None) -> dict[str, Any]
             "loss_first": lines[0]["loss"], "loss_last": lines[-1]["loss"]}
 
 
+def finetune_summary(run: Path, ckpt: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """What a zoo entry says of a ``vitscope finetune`` run of a zoo model: ``method`` (the source's,
+    fine-tuned), ``source`` (its spec), ``recipe`` (the fine-tuning config) and ``training`` (epochs,
+    wall time of the command that finished it, first and last training loss, validation accuracy)."""
+    ft = read_results(run / "finetune.json", kind=FINETUNE)
+    source = str(ckpt.get("source_model") or (ft.get("provenance") or {}).get("model"))
+    if not source.startswith("zoo:"):
+        raise VitscopeError(f"{run} fine-tuned {source}: the zoo takes fine-tuned zoo models only")
+    history = ft["history"]
+    prov = ft.get("provenance") or {}
+    return {"method": f"{entry(source.removeprefix('zoo:'), folder)['method']}, fine-tuned", "source": source,
+            "recipe": {k: v for k, v in sorted(dict(ckpt["config"]).items())},
+            "training": {"epochs": len(history), "wall_seconds": ft.get("seconds"), "loss_first": history[0]["train_loss"],
+                         "loss_last": history[-1]["train_loss"], "val_accuracy": ft["accuracy"],
+                         **{k: prov[k] for k in ("train_data", "val_data", "train_images", "val_images") if k in prov}}}
+
+
 def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget: str, data: str,
               feature: str = "cls", folder: Path | None = None, note: str = "") -> dict[str, Any]:
-    """Add (or replace) zoo model ``name`` from the pretraining run folder ``run``.
+    """Add (or replace) zoo model ``name`` from the run folder ``run``: a ``vitscope pretrain`` run,
+    or a ``vitscope finetune`` run of a zoo model (it holds ``finetune.json``).
 
     Writes ``NAME.safetensors`` (the encoder in fp16, no classifier head) and updates the
-    manifest with the run's recipe (its resolved ``config.json``), training summary and,
-    when ``probe`` (a ``vitscope probe`` output folder) is given, its accuracies.
+    manifest with the run's recipe (its resolved ``config.json``, or the fine-tuning config),
+    training summary and, when ``probe`` (a ``vitscope probe`` output folder) is given, its accuracies.
     """
     folder = folder or zoo_dir()
     ckpt = read_checkpoint(run / "checkpoint.pt")
     if ckpt.get("format") != VITSCOPE_FORMAT or "model" not in ckpt or "config" not in ckpt:
-        raise VitscopeError(f"{run}/checkpoint.pt is not a vitscope pretraining checkpoint")
+        raise VitscopeError(f"{run}/checkpoint.pt is not a vitscope pretraining or fine-tuning checkpoint")
     cfg = dict(ckpt["config"])
+    finetuned = finetune_summary(run, ckpt, folder) if (run / "finetune.json").is_file() else None
+    accuracy = _probe_accuracy(read_results(probe / "probe.json", kind=PROBE), feature) if probe else {}
+    method = finetuned["method"] if finetuned else cfg["method"] + (f" (lambda={cfg['lam']})" if cfg["method"] == "hybrid"
+                                                                   else "")
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()
                if not k.startswith("head.")}
     arch_kwargs = {k: v for k, v in (ckpt.get("arch_kwargs") or {}).items()}
+    arch_kwargs["num_classes"] = 0  # the encoder: no head
     blob = save(weights, metadata={"arch": str(ckpt["arch"]), "arch_kwargs": json.dumps(arch_kwargs),
-                                   "method": str(cfg["method"])})
+                                   "method": method})
     file = f"{name}.safetensors"
     write_atomic(folder / file, blob)
     kw = ", ".join(f"{k}={v}" for k, v in arch_kwargs.items() if k != "num_classes")
     e = {
         "file": file, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
-        "method": cfg["method"] + (f" (lambda={cfg['lam']})" if cfg["method"] == "hybrid" else ""),
-        "arch": str(ckpt["arch"]), "arch_kwargs": arch_kwargs,
+        "method": method, "arch": str(ckpt["arch"]), "arch_kwargs": arch_kwargs,
         "architecture": f"{ckpt['arch']}({kw})" if kw else str(ckpt["arch"]),
         "data": data, "epochs": int(ckpt["epoch"]), "epochs_planned": int(cfg["epochs"]), "budget": budget,
         "hardware": hardware,
         "recipe": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device", "workers", "tensorboard",
                                                                 "log_every", "save_every", "keep_every")},
-        "training": training_summary(run, int(ckpt["step"])),
-        "accuracy": _probe_accuracy(read_json(probe / "probe.json"), feature) if probe else {},
+        "training": training_summary(run, int(ckpt["step"])) if not finetuned else {},
+        "accuracy": accuracy,
         "note": note,
+        **(finetuned or {}),
     }
     path = folder / MANIFEST
     models = manifest(folder)
