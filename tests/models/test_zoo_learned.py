@@ -22,6 +22,8 @@ from vitscope.models import load
 from vitscope.models.zoo import manifest, zoo_dir
 
 SHIPPED = manifest(zoo_dir())
+PRETRAINED = sorted(n for n, e in SHIPPED.items() if "source" not in e)
+FINETUNED = sorted(n for n, e in SHIPPED.items() if "source" in e)  # a zoo model's encoder after fine-tuning
 QUERY = Path(vitscope.models.__file__).parents[1] / "data" / "demo" / "cifar10-test-query.npz"
 pytestmark = pytest.mark.skipif(not SHIPPED, reason="no zoo models ship in this checkout")
 
@@ -38,7 +40,7 @@ def entropies() -> dict[str, list[float]]:
     return {name: attention_entropy(load(f"zoo:{name}")) for name in SHIPPED}
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("name", PRETRAINED)
 def test_manifest_states_how_it_was_trained_and_the_loss_fell(name):
     e = SHIPPED[name]
     t = e["training"]
@@ -47,11 +49,24 @@ def test_manifest_states_how_it_was_trained_and_the_loss_fell(name):
     assert t["loss_last"] < t["loss_first"], (name, t)
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("name", PRETRAINED)
 def test_frozen_encoder_classifies_far_above_chance(name):
     acc = SHIPPED[name]["accuracy"]  # measured at shipping: 10,000 training / 2,000 test images
     assert acc["train_images"] >= 10_000 and acc["val_images"] >= 2_000
     assert acc["linear_last_block"] >= 0.35 and acc["knn_last_block"] >= 0.30, (name, acc)  # chance 0.10
+
+
+@pytest.mark.parametrize("name", FINETUNED)
+def test_fine_tuning_beats_the_linear_probe_of_its_source(name):
+    """The fine-tuning claims (Park Fig. 1 left, F.3, 12 left) mean something only where fine-tuning
+    beats a linear probe on the frozen encoder: same training and validation images (seeded subsets)."""
+    e = SHIPPED[name]
+    t, probe = e["training"], SHIPPED[e["source"].removeprefix("zoo:")]["accuracy"]
+    assert e["epochs"] >= 1 and t["wall_seconds"] > 0 and e["hardware"] and e["budget"]
+    assert t["loss_last"] < t["loss_first"], (name, t)
+    assert (t["train_images"], t["val_images"], t["val_data"]) == (probe["train_images"], probe["val_images"],
+                                                                    probe["val_data"])
+    assert t["val_accuracy"] > probe["linear_last_block"], (name, t["val_accuracy"], probe["linear_last_block"])
 
 
 def test_attention_moved_away_from_uniform(entropies):

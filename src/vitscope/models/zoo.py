@@ -96,11 +96,15 @@ def load_zoo(name: str, folder: Path | None = None) -> nn.Module:
 
 
 def describe(name: str, e: Mapping[str, Any]) -> str:
-    """One manifest line: ``NAME  method  arch  epochs  budget  k-NN / linear``."""
+    """One manifest line: ``NAME  method  arch  epochs  budget  k-NN / linear`` (a fine-tuned model:
+    its validation accuracy)."""
     acc = e.get("accuracy", {})
     knn, lin = acc.get("knn_last_block"), acc.get("linear_last_block")
     accs = (f"20-NN {knn:.3f}" if knn is not None else "20-NN -") + \
            (f", linear {lin:.3f}" if lin is not None else ", linear -")
+    if "source" in e and not acc:
+        return (f"zoo:{name:18s} {e.get('method')} {e.get('architecture')}, {e.get('epochs')} epochs on "
+                f"{e.get('data')} ({e.get('budget')}); val accuracy {e['training']['val_accuracy']:.3f}")
     return (f"zoo:{name:18s} {e.get('method', '?'):7s} {e.get('architecture', e.get('arch', '?'))}, "
             f"{e.get('epochs', '?')} epochs on {e.get('data', '?')} ({e.get('budget', '?')}); {accs} "
             f"(last block, {acc.get('feature', 'cls')})")
@@ -147,15 +151,17 @@ def training_summary(run: Path, until_step: int | None = None) -> dict[str, Any]
 
 def finetune_summary(run: Path, ckpt: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     """What a zoo entry says of a ``vitscope finetune`` run of a zoo model: ``method`` (the source's,
-    fine-tuned), ``source`` (its spec), ``recipe`` (the fine-tuning config) and ``training`` (epochs,
-    wall time of the command that finished it, first and last training loss, validation accuracy)."""
+    fine-tuned), ``source`` (its spec), ``arch_kwargs`` (the source's: the same encoder),
+    ``recipe`` (the fine-tuning config) and ``training`` (epochs, wall time of the command that
+    finished it, first and last training loss, validation accuracy)."""
     ft = read_results(run / "finetune.json", kind=FINETUNE)
     source = str(ckpt.get("source_model") or (ft.get("provenance") or {}).get("model"))
     if not source.startswith("zoo:"):
         raise VitscopeError(f"{run} fine-tuned {source}: the zoo takes fine-tuned zoo models only")
     history = ft["history"]
     prov = ft.get("provenance") or {}
-    return {"method": f"{entry(source.removeprefix('zoo:'), folder)['method']}, fine-tuned", "source": source,
+    src = entry(source.removeprefix("zoo:"), folder)
+    return {"method": f"{src['method']}, fine-tuned", "source": source, "arch_kwargs": dict(src["arch_kwargs"]),
             "recipe": {k: v for k, v in sorted(dict(ckpt["config"]).items())},
             "training": {"epochs": len(history), "wall_seconds": ft.get("seconds"), "loss_first": history[0]["train_loss"],
                          "loss_last": history[-1]["train_loss"], "val_accuracy": ft["accuracy"],
@@ -182,7 +188,7 @@ def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget
                                                                    else "")
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()
                if not k.startswith("head.")}
-    arch_kwargs = {k: v for k, v in (ckpt.get("arch_kwargs") or {}).items()}
+    arch_kwargs = finetuned.pop("arch_kwargs") if finetuned else dict(ckpt.get("arch_kwargs") or {})
     arch_kwargs["num_classes"] = 0  # the encoder: no head
     blob = save(weights, metadata={"arch": str(ckpt["arch"]), "arch_kwargs": json.dumps(arch_kwargs),
                                    "method": method})
