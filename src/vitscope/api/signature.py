@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vitscope.api.inputs import output_folder
 from vitscope.api.results import PathLike, Result, Signature
 from vitscope.errors import VitscopeError
+
+if TYPE_CHECKING:
+    from vitscope.report.signature import Source
 
 #: The references when none is given: the zoo's 32-px CIFAR-10 models.
 DEFAULT_REFERENCES = {"cl": "zoo:moco-cifar10", "mim": "zoo:simmim-cifar10"}
@@ -27,7 +31,7 @@ def _listed(x: SourceLike | Sequence[SourceLike]) -> list[SourceLike]:
     return [x] if isinstance(x, (str, os.PathLike, Result)) else list(x)
 
 
-def _source(x: SourceLike):  # -> vitscope.report.signature.Source
+def _source(x: SourceLike) -> Source:
     """The :class:`~vitscope.report.signature.Source` of a results folder or a result object."""
     from vitscope.report.signature import read_folder, source_of
 
@@ -40,7 +44,7 @@ def _source(x: SourceLike):  # -> vitscope.report.signature.Source
     return read_folder(folder)
 
 
-def check_small_images(sources: Sequence) -> None:
+def check_small_images(sources: Sequence[Source]) -> None:
     """The default references are 32-px models: every model of ``sources`` needs an analysis at
     3×32×32, else a :class:`VitscopeError` (no silent comparison across input sizes)."""
     from vitscope.report.signature import ModelResults, input_size, pixels
@@ -95,7 +99,7 @@ def signature(
     return result
 
 
-def _default_references(out: Path | None, **options) -> list:
+def _default_references(out: Path | None, **options: Any) -> list[tuple[Source, str]]:
     """The zoo's CL and MIM models analysed on the shipped images, as ``(source, family)`` pairs."""
     from vitscope.api.analyze import analyze
     from vitscope.data.shipped import BANK

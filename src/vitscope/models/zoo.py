@@ -184,8 +184,10 @@ def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget
     cfg = dict(ckpt["config"])
     finetuned = finetune_summary(run, ckpt, folder) if (run / "finetune.json").is_file() else None
     accuracy = _probe_accuracy(read_results(probe / "probe.json", kind=PROBE), feature) if probe else {}
-    method = finetuned["method"] if finetuned else cfg["method"] + (f" (lambda={cfg['lam']})" if cfg["method"] == "hybrid"
-                                                                   else "")
+    if finetuned:
+        method = finetuned["method"]
+    else:
+        method = cfg["method"] + (f" (lambda={cfg['lam']})" if cfg["method"] == "hybrid" else "")
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()
                if not k.startswith("head.")}
     arch_kwargs = finetuned.pop("arch_kwargs") if finetuned else dict(ckpt.get("arch_kwargs") or {})

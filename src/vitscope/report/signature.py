@@ -411,8 +411,11 @@ def source_of(name: str, files: Sequence[tuple[str | None, dict[str, Any]]]) -> 
 
 def read_folder(folder: Path) -> Source:
     """The results files of ``folder`` (``results.json``, ``probe.json``), checked, as a :class:`Source`."""
-    files = [(kind_of(r, folder / name), r) for name in ("results.json", "probe.json") if (folder / name).is_file()
-             for r in [read_results(folder / name)]]
+    files = []
+    for path in (folder / "results.json", folder / "probe.json"):
+        if path.is_file():
+            r = read_results(path)
+            files.append((kind_of(r, path), r))
     return source_of(str(folder), files)
 
 
