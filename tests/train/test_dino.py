@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from vitscope.train.augment import BatchRandom, dino_views
-from vitscope.train.config import PretrainConfig, resolve, weight_decay_at
+from vitscope.train.config import PretrainConfig, apply_overrides, parse_set, resolve, weight_decay_at
 from vitscope.train.dino import (DINO, DINOHead, default_local_size, dino_loss, mean_entropy, teacher_probs, teacher_temp_at,
                                  updated_center)
 from vitscope.train.encoder import ViTEncoder
+from vitscope.train.engine import build_objective, param_groups
 
 
 def test_loss_hand_computed_over_crop_pairs():
@@ -98,6 +99,29 @@ def test_head_is_a_weight_normalised_cosine_classifier():
         ref.parametrizations.weight.original1.copy_(head.prototypes)
     torch.testing.assert_close(head(x), ref(F.normalize(z, dim=-1)))
     assert head(x).abs().max() <= 1 + 1e-6
+    assert head.last_layer() == [head.prototypes]
+
+
+def test_head_with_learnable_prototype_norms_matches_official_weight_norm():
+    """norm_last_layer=False: logit k = g_k · cos(z, w_k), g the official ``weight_g`` ([K, 1])."""
+    torch.manual_seed(0)
+    head = DINOHead(8, out_dim=5, hidden_dim=16, bottleneck_dim=4, norm_last_layer=False)
+    torch.testing.assert_close(head.gains, torch.ones(5, 1))  # official: weight_g.fill_(1)
+    with torch.no_grad():
+        head.gains.copy_(torch.tensor([[0.5], [2.0], [1.0], [3.0], [0.1]]))
+    x = torch.randn(3, 8)
+    z = F.normalize(head.mlp(x), dim=-1)
+    ref = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(4, 5, bias=False))
+    with torch.no_grad():
+        ref.parametrizations.weight.original0.copy_(head.gains)
+        ref.parametrizations.weight.original1.copy_(head.prototypes)
+    torch.testing.assert_close(head(x), ref(z))
+    cos = z @ F.normalize(head.prototypes, dim=1).T
+    torch.testing.assert_close(head(x), cos * head.gains.T)
+    # the gains are a [K, 1] matrix, weight-decayed as the official weight_g
+    decayed = param_groups(head, 0.04)[0]["params"]
+    assert any(p is head.gains for p in decayed) and any(p is head.prototypes for p in decayed)
+    assert head.last_layer() == [head.prototypes, head.gains]
 
 
 def test_views_follow_the_official_pipeline():
@@ -156,3 +180,27 @@ def test_teacher_momentum_eval_mode_centre_and_frozen_last_layer(dino):
     model.set_epoch(1.0)
     model.cancel_gradients()
     assert model.head.prototypes.grad is not None
+
+
+def test_frozen_last_layer_includes_learnable_norms(dino):
+    model = dino(norm_last_layer=False)
+    assert model.teacher_head.gains is not None and not model.teacher_head.gains.requires_grad
+    v1, v2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    model(v1, v2)["loss"].backward()
+    assert model.head.gains.grad is not None and model.head.gains.grad.abs().sum() > 0
+    model.set_epoch(0.5)
+    model.cancel_gradients()
+    assert model.head.gains.grad is None and model.head.prototypes.grad is None
+    model(v1, v2)["loss"].backward()
+    model.set_epoch(1.0)
+    model.cancel_gradients()
+    assert model.head.gains.grad is not None
+
+
+def test_norm_last_layer_setting_reaches_the_head(tiny_vit):
+    encoder = ViTEncoder(tiny_vit(), sincos_pos=True)
+    cfg = resolve(apply_overrides(PretrainConfig(method="dino", dino_out_dim=16, dino_hidden_dim=32),
+                                  parse_set(["dino_norm_last_layer=false"]), "--set"))
+    assert build_objective(cfg, encoder).head.gains is not None
+    assert build_objective(resolve(PretrainConfig(method="dino", dino_out_dim=16, dino_hidden_dim=32)),
+                           encoder).head.gains is None

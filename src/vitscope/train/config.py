@@ -94,6 +94,7 @@ class PretrainConfig:
     dino_student_temp: float = 0.1
     dino_center_m: float = 0.9
     dino_freeze_last_layer: float = 1.0  # epochs with the prototypes frozen
+    dino_norm_last_layer: bool = True  # prototype norms fixed to 1 (official default); False: learnable (ViT-S/16)
     dino_global_crop_min: float | None = None  # default 0.4 with local crops, 0.14 without (official advice)
     local_crops: int = 0  # DINO's small crops per image
     local_crop_size: int | None = None  # default 96/224 of the input, in whole patches

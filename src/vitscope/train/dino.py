@@ -8,7 +8,9 @@ student, through a cross-entropy between their distributions over K prototypes:
   256-d bottleneck; truncated-normal init σ = 0.02), ℓ2 normalisation, then a weight-
   normalised Linear to K prototypes without bias whose norm is fixed to 1 (the official
   ``weight_norm`` with ``weight_g`` ≡ 1, ``norm_last_layer=True``): logit k is the cosine
-  between the bottleneck vector and prototype k.
+  between the bottleneck vector and prototype k. With ``norm_last_layer=False`` (the official
+  ViT-S/16 setting) each prototype also has a learnable norm g_k (``weight_g``, initialised to
+  1, weight-decayed like the official ``[K, 1]`` matrix): logit k = g_k · cos(z, w_k).
 - **Teacher**: the encoder and head copied at the start, then θ_t ← m·θ_t + (1 − m)·θ_s
   with m on a half cosine from ``dino_m`` (0.996) to 1; it sees the two global crops only
   and runs without drop-path.
@@ -26,7 +28,7 @@ student, through a cross-entropy between their distributions over K prototypes:
   crops (:func:`~vitscope.train.augment.dino_views`), which the student encodes with its
   position embedding resampled bicubically to their grid, as the official
   ``interpolate_pos_encoding`` does.
-- **Last layer frozen** (its gradient dropped) during the first ``freeze_last_layer`` epochs
+- **Last layer frozen** (its gradients, prototypes and norms, dropped) during the first ``freeze_last_layer`` epochs
   (:meth:`DINO.cancel_gradients`), as officially, which stabilises the start of training.
 
 K for 32-px images: the official K = 65,536 serves 1.28 M ImageNet images, about 20 images per
@@ -51,10 +53,12 @@ from vitscope.train.encoder import ViTEncoder
 class DINOHead(nn.Module):
     """DINO's projection head: MLP → ℓ2 normalisation → cosine against K unit prototypes.
 
-    ``forward(x [B, in_dim]) → [B, out_dim]`` logits, each in [−1, 1].
+    ``forward(x [B, in_dim]) → [B, out_dim]`` logits g_k · cos(z, w_k): each in [−1, 1] with
+    ``norm_last_layer`` (g ≡ 1), else scaled by the learnable norms ``gains`` ([K, 1]).
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256) -> None:
+    def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 norm_last_layer: bool = True) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
                                  nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
@@ -64,10 +68,16 @@ class DINOHead(nn.Module):
                 nn.init.zeros_(m.bias)
         # the official last layer is nn.Linear(bottleneck, K)'s default init, then weight-normalised
         self.prototypes = nn.Parameter(nn.Linear(bottleneck_dim, out_dim, bias=False).weight.detach().clone())
+        self.gains = None if norm_last_layer else nn.Parameter(torch.ones(out_dim, 1))
+
+    def last_layer(self) -> list[nn.Parameter]:
+        """The parameters of the weight-normalised last layer (frozen at the start of training)."""
+        return [self.prototypes] if self.gains is None else [self.prototypes, self.gains]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = F.normalize(self.mlp(x), dim=-1)
-        return F.linear(z, F.normalize(self.prototypes, dim=1))
+        w = F.normalize(self.prototypes, dim=1)
+        return F.linear(z, w if self.gains is None else self.gains * w)
 
 
 def teacher_probs(teacher_logits: torch.Tensor, center: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -131,12 +141,12 @@ class DINO(nn.Module):
     def __init__(self, encoder: ViTEncoder, *, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  student_temp: float = 0.1, teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: float = 0.0, center_momentum: float = 0.9,
-                 freeze_last_layer: float = 1.0, global_scale: tuple[float, float] = (0.4, 1.0),
+                 freeze_last_layer: float = 1.0, norm_last_layer: bool = True, global_scale: tuple[float, float] = (0.4, 1.0),
                  local_scale: tuple[float, float] = (0.05, 0.4), local_crops: int = 0,
                  local_size: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = DINOHead(encoder.embed_dim, out_dim, hidden_dim, bottleneck_dim)
+        self.head = DINOHead(encoder.embed_dim, out_dim, hidden_dim, bottleneck_dim, norm_last_layer)
         self.teacher = copy.deepcopy(encoder)
         self.teacher_head = copy.deepcopy(self.head)
         for p in (*self.teacher.parameters(), *self.teacher_head.parameters()):
@@ -178,9 +188,10 @@ class DINO(nn.Module):
         torch._foreach_lerp_(teacher, student, 1.0 - m)
 
     def cancel_gradients(self) -> None:
-        """Drop the prototypes' gradient while ``epoch < freeze_last_layer`` (official ``cancel_gradients_last_layer``)."""
+        """Drop the last layer's gradients while ``epoch < freeze_last_layer`` (official ``cancel_gradients_last_layer``)."""
         if self.epoch < self.freeze_last_layer:
-            self.head.prototypes.grad = None
+            for p in self.head.last_layer():
+                p.grad = None
 
     def student_logits(self, views: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         """Head outputs of every crop; crops of one size share one encoder pass."""

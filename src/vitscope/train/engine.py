@@ -97,7 +97,8 @@ def build_objective(cfg: PretrainConfig, encoder: ViTEncoder) -> nn.Module:
                     bottleneck_dim=cfg.dino_bottleneck_dim, student_temp=cfg.dino_student_temp,
                     teacher_temp=cfg.dino_teacher_temp, warmup_teacher_temp=cfg.dino_warmup_teacher_temp,
                     warmup_teacher_temp_epochs=cfg.dino_warmup_teacher_temp_epochs, center_momentum=cfg.dino_center_m,
-                    freeze_last_layer=cfg.dino_freeze_last_layer, global_scale=(cfg.dino_global_crop_min, 1.0),
+                    freeze_last_layer=cfg.dino_freeze_last_layer, norm_last_layer=cfg.dino_norm_last_layer,
+                    global_scale=(cfg.dino_global_crop_min, 1.0),
                     local_crops=cfg.local_crops, local_size=cfg.local_crop_size)
     if cfg.method == "hybrid":
         return Hybrid(moco(), mim(cfg.mim), cfg.lam)
