@@ -22,9 +22,10 @@ TITLES = {
 
 def cka_figure(matrices: dict[str, list[list[float | None]]], label_a: str, label_b: str,
                title: str = "") -> plt.Figure:
-    """One heatmap per layer type, side by side: rows = layers of model A, columns = layers of model B.
+    """One heatmap per layer type, side by side: rows = blocks of model A, columns = blocks of model B.
 
-    Colour scale fixed to [0, 1]; undefined entries (``None``) are left blank.
+    Blocks are labelled from 1, as in the findings tables; colour scale fixed to [0, 1]; undefined
+    entries (``None``) are left blank.
     """
     n = len(matrices)
     fig, axes = plt.subplots(1, n, figsize=(3.8 * n + 0.8, 3.6), squeeze=False, layout="constrained", dpi=120)
@@ -33,11 +34,11 @@ def cka_figure(matrices: dict[str, list[list[float | None]]], label_a: str, labe
         arr = np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float)
         image = ax.imshow(arr, origin="lower", vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
         ax.set_title(TITLES.get(kind, kind))
-        ax.set_xlabel(f"{label_b} layer")
-        ax.set_ylabel(f"{label_a} layer")
-        ticks_y, ticks_x = range(arr.shape[0]), range(arr.shape[1])
-        ax.set_yticks(list(ticks_y)[:: max(1, arr.shape[0] // 6)])
-        ax.set_xticks(list(ticks_x)[:: max(1, arr.shape[1] // 6)])
+        ax.set_xlabel(f"{label_b} block")
+        ax.set_ylabel(f"{label_a} block")
+        for axis, size in ((ax.yaxis, arr.shape[0]), (ax.xaxis, arr.shape[1])):
+            ticks = list(range(size))[:: max(1, size // 6)]
+            axis.set_ticks(ticks, labels=[str(i + 1) for i in ticks])  # blocks 1-based, as in every table
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="CKA")
     if title:
         fig.suptitle(title, fontsize=9)
