@@ -38,6 +38,7 @@ def test_two_models_write_every_layer_type_and_agreement(image_folder: Path, tmp
     assert res.exit_code == 0, res.output
     r = json.loads((out / "results.json").read_text())
     assert r["format"] == "vitscope-compare" and r["token_reduction"] == "flatten"
+    assert r["schema_version"] == 1 and "version" not in r  # one version field: the layout's
     assert [m["spec"] for m in r["models"]] == [A, B]
     assert r["data"]["images"] == 24 and r["data"]["skipped"] == 1  # broken.png reported, not fatal
     assert r["seed"] == 0 and set(r["versions"]) >= {"vitscope", "torch", "timm"}

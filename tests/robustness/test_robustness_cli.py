@@ -44,6 +44,7 @@ def test_cli_end_to_end(app, image_folder, cue_folder, tmp_path):
     assert "shape bias" in res.output
     results = json.loads((out / "results.json").read_text())
     assert results["format"] == "vitscope-robustness"
+    assert results["schema_version"] == 1 and "version" not in results  # one version field: the layout's
     prov = results["provenance"]
     assert prov["config"]["models"] == [MODEL, MODEL] and prov["config"]["seed"] == 3
     assert prov["config"]["data"] == str(image_folder) and {"torch", "timm", "vitscope"} <= set(prov["versions"])

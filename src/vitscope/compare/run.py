@@ -263,7 +263,6 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     matrices = {t: acc.compute().cpu().tolist() for t, acc in cka.items()}
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT,
-        "version": 1,
         "config": {**cfg.record(), "device": str(device)},
         "processes": world,
         "models": [_model_record(s) for s in sides],

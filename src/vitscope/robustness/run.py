@@ -241,7 +241,7 @@ def run(cfg: RobustnessConfig) -> dict[str, Any]:
         stimulus_categories = sorted({s.shape for s in stimuli_ds.stimuli} | {s.texture for s in stimuli_ds.stimuli})
         if user_map:  # fail before any model runs
             check_map_categories(user_map, stimulus_categories)
-    results: dict[str, Any] = {"format": RESULTS_FORMAT, "version": 1, "provenance": provenance(config=cfg.record(), device=str(device)),
+    results: dict[str, Any] = {"format": RESULTS_FORMAT, "provenance": provenance(config=cfg.record(), device=str(device)),
                                "models": []}
     for source, probe in zip(cfg.models, probes):
         model = as_vit(source, seed=cfg.seed)
