@@ -7,8 +7,8 @@ The Python API (docs/api.md), one function per command, results as tables and fi
     a.to_frame()                                        # one row per block × quantity (× head)
     a.plot("attention")                                 # the figure `vitscope analyze` writes
 
-``load``, ``zoo``, ``analyze``, ``compare``, ``probe``, ``inspect``, ``capture``, ``robustness``,
-``signature``, ``report``, ``findings``, ``plot``, ``read`` and the result classes are imported on first use
+``load``, ``zoo``, ``analyze``, ``compare``, ``probe``, ``finetune``, ``inspect``, ``capture``,
+``robustness``, ``signature``, ``report``, ``findings``, ``plot``, ``read`` and the result classes are imported on first use
 (:mod:`vitscope.api`), so ``import vitscope`` stays cheap; everything else stays importable from
 its module but is not promised.
 """
@@ -42,7 +42,7 @@ sys.modules[__name__].__class__ = _Package
 #: Public name → the module of :mod:`vitscope.api` that defines it.
 _API = {
     "load": "models", "zoo": "models", "analyze": "analyze", "compare": "compare", "probe": "probe",
-    "inspect": "inspect", "capture": "inspect", "robustness": "robustness", "report": "report",
+    "finetune": "finetune", "inspect": "inspect", "capture": "inspect", "robustness": "robustness", "report": "report",
     "findings": "report", "plot": "results", "read": "results", "Result": "results", "Analysis": "results",
     "Comparison": "results", "Probe": "results", "Robustness": "results", "Inspection": "results",
     "Finetune": "results", "signature": "signature", "Signature": "results",
@@ -50,8 +50,8 @@ _API = {
 
 __all__ = [
     "Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "Signature", "VitscopeError",
-    "__version__", "analyze", "capture", "compare", "findings", "inspect", "load", "plot", "probe", "read", "report",
-    "robustness", "signature", "zoo",
+    "__version__", "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot", "probe", "read",
+    "report", "robustness", "signature", "zoo",
 ]
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         capture,
         compare,
         findings,
+        finetune,
         inspect,
         load,
         plot,

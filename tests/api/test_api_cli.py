@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_helpers import run_cli
 from conftest import BANK, CL, MIM
 from matplotlib.figure import Figure
@@ -13,7 +14,7 @@ from matplotlib.figure import Figure
 import vitscope
 
 # what differs between two runs of the same work: wall time, the clock, the command line, the folder
-VOLATILE = {"seconds", "images_per_second", "created", "command", "out", "path"}
+VOLATILE = {"seconds", "images_per_second", "created", "command", "out", "path", "checkpoint"}
 
 
 def plain(obj):
@@ -100,3 +101,25 @@ def test_signature_writes_what_the_api_writes(cli, tmp_path, demo):
     api = vitscope.signature(folders["zoo:hybrid-cifar10"], cl=cl, mim=mim, out=tmp_path / "api-s")
     same_files(tmp_path / "cli-s", tmp_path / "api-s", "signature.json")
     assert vitscope.read(tmp_path / "cli-s").results == api.results
+
+
+def test_finetune_writes_what_the_api_writes_and_leaves_a_model_in_memory_unchanged(cli, tmp_path, demo_npz):
+    recipe = dict(images=40, epochs=1, batch_size=20, randaug="", mixup=0.0, cutmix=0.0, workers=0, device="cpu")
+    cli("finetune", "--model", MIM, "--train-data", str(BANK), "--val-data", str(demo_npz),
+        "--out", str(tmp_path / "cli-f"), "--images", "40", "--epochs", "1", "--batch-size", "20", "--randaug", "",
+        "--mixup", "0", "--cutmix", "0", "--workers", "0", "--device", "cpu", "--no-progress")
+    f = vitscope.finetune(MIM, BANK, demo_npz, out=tmp_path / "api-f", progress=False, **recipe)
+    same_files(tmp_path / "cli-f", tmp_path / "api-f", "finetune.json")
+    assert type(f) is vitscope.Finetune and f.folder == tmp_path / "api-f"
+    assert vitscope.read(tmp_path / "api-f").results == f.results
+    assert set(f.to_frame()["quantity"]) == {"train_loss", "val_accuracy"}
+
+    net = vitscope.load(MIM)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    g = vitscope.finetune(net, BANK, demo_npz, out=tmp_path / "memory", progress=False, **recipe)
+    after = net.state_dict()
+    assert after.keys() == before.keys() and all(after[k].equal(v) for k, v in before.items())
+    assert g.results["provenance"]["model"] == MIM  # a loaded model carries its spec
+    assert g.results["history"] == f.results["history"]  # the same work as from the spec
+    tuned = vitscope.load(str(tmp_path / "memory" / "checkpoint.pt"))
+    assert tuned.num_classes == 10 and not tuned.head.weight.equal(torch.zeros_like(tuned.head.weight))

@@ -3,6 +3,7 @@
 The public names are re-exported by :mod:`vitscope` (``vitscope.analyze(...)``); docs/api.md shows
 each with an example. Modules: :mod:`~vitscope.api.models` (``load``, ``zoo``),
 :mod:`~vitscope.api.analyze`, :mod:`~vitscope.api.compare`, :mod:`~vitscope.api.probe`,
+:mod:`~vitscope.api.finetune`,
 :mod:`~vitscope.api.inspect` (``inspect``, ``capture``), :mod:`~vitscope.api.robustness`,
 :mod:`~vitscope.api.signature`,
 :mod:`~vitscope.api.report` (``report``, ``findings``), :mod:`~vitscope.api.results` (the result
@@ -12,6 +13,7 @@ classes, ``read``, ``plot``), :mod:`~vitscope.api.frames` (results as tables) an
 
 from vitscope.api.analyze import analyze
 from vitscope.api.compare import compare
+from vitscope.api.finetune import finetune
 from vitscope.api.inspect import capture, inspect
 from vitscope.api.models import load, zoo
 from vitscope.api.probe import probe
@@ -32,5 +34,5 @@ from vitscope.api.robustness import robustness
 from vitscope.api.signature import signature
 
 __all__ = ["Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "Signature",
-           "analyze", "capture", "compare", "findings", "inspect", "load", "plot", "probe", "read", "report",
-           "robustness", "signature", "zoo"]
+           "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot", "probe", "read",
+           "report", "robustness", "signature", "zoo"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,30 +43,14 @@ def finetune(
 
     Park et al. Table A.1 recipe, scaled down (layer decay, mixup/cutmix, drop path); with --reinit, Fig. F.3.
     """
-    from vitscope.data import model_transform
-    from vitscope.runtime import resolve_device
-    from vitscope.eval.finetune import finetune as run_finetune
-    from vitscope.eval.finetune import train_transform
-    from vitscope.eval.labelled import check_same_classes, open_labelled
-    from vitscope.results import FINETUNE, provenance, write_results
-    from vitscope.models import load
+    from vitscope.eval.finetune_run import run_finetune_job
 
     cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          layer_decay=layer_decay, warmup_epochs=warmup_epochs, mixup=mixup, cutmix=cutmix,
                          smoothing=smoothing, drop_path=drop_path, clip_grad=clip_grad, randaug=randaug,
                          reinit=reinit, seed=seed)
-    net = load(model, seed=seed)
-    train = open_labelled(train_data, train_transform(net, cfg), images, seed)
-    val = open_labelled(val_data, model_transform(net), val_images, seed)
-    check_same_classes(train, val)
-    dev = resolve_device(device)
-    start = time.perf_counter()
-    results = run_finetune(net, train, val, cfg, out, model_spec=model, device=dev, resume=resume,
-                           workers=workers, progress=progress)
-    results["seconds"] = round(time.perf_counter() - start, 1)  # of this command (a resumed run: its last piece)
-    results["provenance"] = provenance(model=model, train_data=train_data, val_data=val_data,
-                                       train_images=len(train), val_images=len(val), seed=seed, device=str(dev))
-    write_results(out / "finetune.json", {"kind": FINETUNE, **results})
+    results = run_finetune_job(model, train_data, val_data, out, cfg, images=images, val_images=val_images,
+                               device=device, resume=resume, workers=workers, progress=progress)
     typer.echo(f"final-epoch val accuracy {100 * results['accuracy']:.2f}%; checkpoint {results['checkpoint']}")
 
 
