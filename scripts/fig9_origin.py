@@ -65,7 +65,7 @@ def main() -> None:
     if args.old_zoo:
         old = manifest(args.old_zoo)
         models.update({f"old zoo {n}": (lambda n=n: _load_from(args.old_zoo, n)) for n in old
-                       if n in ("moco-cifar10", "simmim-cifar10")})
+                       if n in ("moco-cifar10", "simmim-cifar10", "mae-cifar10")})
     res = {}
     for name, make in models.items():
         res[name] = measure(make(), args.data, args.images)

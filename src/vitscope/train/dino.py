@@ -28,8 +28,9 @@ student, through a cross-entropy between their distributions over K prototypes:
   crops (:func:`~vitscope.train.augment.dino_views`), which the student encodes with its
   position embedding resampled bicubically to their grid, as the official
   ``interpolate_pos_encoding`` does.
-- **Last layer frozen** (its gradients, prototypes and norms, dropped) during the first ``freeze_last_layer`` epochs
-  (:meth:`DINO.cancel_gradients`), as officially, which stabilises the start of training.
+- **Last layer frozen** (the gradients of its prototypes and norms dropped) during the first
+  ``freeze_last_layer`` epochs (:meth:`DINO.cancel_gradients`), as officially, which stabilises
+  the start of training.
 
 K for 32-px images: the official K = 65,536 serves 1.28 M ImageNet images, about 20 images per
 prototype. CIFAR-10 has 50,000 images and 10 classes; we take K = 4,096 (``dino_out_dim``), about
@@ -141,8 +142,8 @@ class DINO(nn.Module):
     def __init__(self, encoder: ViTEncoder, *, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  student_temp: float = 0.1, teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: float = 0.0, center_momentum: float = 0.9,
-                 freeze_last_layer: float = 1.0, norm_last_layer: bool = True, global_scale: tuple[float, float] = (0.4, 1.0),
-                 local_scale: tuple[float, float] = (0.05, 0.4), local_crops: int = 0,
+                 freeze_last_layer: float = 1.0, norm_last_layer: bool = True,
+                 global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4), local_crops: int = 0,
                  local_size: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
@@ -188,7 +189,8 @@ class DINO(nn.Module):
         torch._foreach_lerp_(teacher, student, 1.0 - m)
 
     def cancel_gradients(self) -> None:
-        """Drop the last layer's gradients while ``epoch < freeze_last_layer`` (official ``cancel_gradients_last_layer``)."""
+        """Drop the last layer's gradients while ``epoch < freeze_last_layer`` (official
+        ``cancel_gradients_last_layer``)."""
         if self.epoch < self.freeze_last_layer:
             for p in self.head.last_layer():
                 p.grad = None
