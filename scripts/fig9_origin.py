@@ -74,9 +74,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    bases = list(dict.fromkeys(name.split()[-1] for name in res))  # a model and its old version share a colour
     for name, r in res.items():
         style = ":" if name.startswith("random") else "--" if name.startswith("old") else "-"
-        ax.plot(range(len(r["hf"])), r["hf"], style, marker="o", ms=3, label=name)
+        ax.plot(range(len(r["hf"])), r["hf"], style, marker="o", ms=3, label=name,
+                color=f"C{bases.index(name.split()[-1])}")
     ax.set_xlabel("depth (0 = patch embedding, i = after block i)")
     ax.set_ylabel("ΔlogAmplitude at π")
     ax.set_title("Park et al. Fig. 9 (right) on the zoo: where high frequency comes from", fontsize=10)
