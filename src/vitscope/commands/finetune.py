@@ -43,14 +43,14 @@ def finetune(
 
     Park et al. Table A.1 recipe, scaled down (layer decay, mixup/cutmix, drop path); with --reinit, Fig. F.3.
     """
-    from vitscope.eval.finetune_run import run_finetune_job
+    from vitscope.api import finetune as run_finetune
 
-    cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         layer_decay=layer_decay, warmup_epochs=warmup_epochs, mixup=mixup, cutmix=cutmix,
-                         smoothing=smoothing, drop_path=drop_path, clip_grad=clip_grad, randaug=randaug,
-                         reinit=reinit, seed=seed)
-    results = run_finetune_job(model, train_data, val_data, out, cfg, images=images, val_images=val_images,
-                               device=device, resume=resume, workers=workers, progress=progress)
+    results = run_finetune(
+        model, train_data, val_data, out=out, images=images, val_images=val_images, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay,
+        warmup_epochs=warmup_epochs, mixup=mixup, cutmix=cutmix, smoothing=smoothing, drop_path=drop_path,
+        clip_grad=clip_grad, randaug=randaug, reinit=reinit, resume=resume, device=device, workers=workers,
+        seed=seed, progress=progress).results
     typer.echo(f"final-epoch val accuracy {100 * results['accuracy']:.2f}%; checkpoint {results['checkpoint']}")
 
 
