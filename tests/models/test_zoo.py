@@ -57,6 +57,27 @@ def test_entry_round_trip_equals_the_trained_encoder(run, zoo):
         assert torch.equal(from_zoo.state_dict()[k], v.half().float()), k
 
 
+def test_a_dino_run_loads_and_ships_as_its_teacher(tmp_path, monkeypatch):
+    """DINO evaluates its teacher (official eval_knn.py / eval_linear.py: --checkpoint_key teacher)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "imgs.npz", images=pixels)
+    cfg = PretrainConfig(method="dino", model="vit_tiny_patch4_32", data=str(tmp_path / "imgs.npz"),
+                         out=str(tmp_path / "run"), epochs=2, batch_size=8, device="cpu", tensorboard=False,
+                         log_every=1, workers=0, model_kwargs=TINY, dino_out_dim=16, dino_hidden_dim=32,
+                         dino_freeze_last_layer=0, dino_m=0.5)  # a fast teacher, far from the student
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    teacher = {k.removeprefix("teacher.vit."): v for k, v in ckpt["objective"].items() if k.startswith("teacher.vit.")}
+    assert teacher.keys() == ckpt["model"].keys()
+    assert not all(torch.equal(teacher[k], v) for k, v in ckpt["model"].items())  # the student differs
+    loaded = load(str(tmp_path / "run" / "checkpoint.pt")).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in teacher.items())
+    monkeypatch.setenv("VITSCOPE_ZOO", str(tmp_path / "zoo"))
+    add_entry("tiny-dino", tmp_path / "run", probe=None, hardware="test machine", budget="test", data="random pixels")
+    shipped = load("zoo:tiny-dino").state_dict()
+    assert all(torch.equal(shipped[k], v.half().float()) for k, v in teacher.items())
+
+
 def test_finetuned_zoo_model_enters_the_zoo_as_its_encoder(run, zoo, tmp_path):
     """`vitscope finetune` of a zoo model, then `zoo add`: the entry names its source and fine-tuning
     recipe, and holds the fine-tuned encoder without its classifier head."""

@@ -65,9 +65,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, cli, method):
     assert [r["loss"] for r in log_b] == [r["loss"] for r in log_a]
     assert method != "hybrid" or any("grad_cos/all" in r for r in log_a)
 
-    # the checkpoint is a model spec: vitscope.models.load gives the trained encoder
+    # the checkpoint is a model spec: vitscope.models.load gives the trained encoder (DINO: its teacher)
     from vitscope.models import load
 
     encoder = load(str(tmp_path / "a" / "checkpoint.pt"))
+    trained = {k.removeprefix("teacher.vit."): v for k, v in a["objective"].items()
+               if k.startswith("teacher.vit.")} if method == "dino" else a["model"]
+    assert encoder.state_dict().keys() == trained.keys()
     for k, v in encoder.state_dict().items():
-        torch.testing.assert_close(v, a["model"][k], msg=k)
+        torch.testing.assert_close(v, trained[k], msg=k)

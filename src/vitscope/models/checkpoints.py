@@ -133,6 +133,26 @@ def build_for(state_dict: StateDict, arch: str | None, source: str,
     return model
 
 
+#: Where a vitscope DINO checkpoint keeps its teacher's ViT (the objective's state dict).
+DINO_TEACHER_PREFIX = "teacher.vit."
+
+
+def evaluated_encoder(checkpoint: Mapping[str, Any]) -> Any:
+    """The encoder weights of a vitscope checkpoint that evaluations use: its ``model`` (the trained
+    encoder), except for a DINO pretraining run, whose teacher, the EMA of the student, is the
+    network DINO evaluates and releases (the official ``eval_knn.py`` / ``eval_linear.py`` read
+    ``--checkpoint_key teacher``; Caron et al. Sec. 5.2, Fig. 6: the teacher outperforms the
+    student throughout training)."""
+    config = checkpoint.get("config")
+    objective = checkpoint.get("objective")
+    if isinstance(config, Mapping) and config.get("method") == "dino" and isinstance(objective, Mapping):
+        teacher = {k.removeprefix(DINO_TEACHER_PREFIX): v for k, v in objective.items()
+                   if k.startswith(DINO_TEACHER_PREFIX)}
+        if teacher:
+            return teacher
+    return checkpoint.get("model")
+
+
 def load_checkpoint(path: Path, arch: str | None = None) -> nn.Module:
     """A timm ViT with the weights of checkpoint ``path`` (any format in :data:`FORMATS`)."""
     checkpoint = read_checkpoint(path)
@@ -142,7 +162,10 @@ def load_checkpoint(path: Path, arch: str | None = None) -> nn.Module:
         raise VitscopeError(f"checkpoint '{path}': {e}") from e
     fmt = FORMATS[name]
     source = f"checkpoint '{path}' ({name} format)"
-    raw = checkpoint.get(fmt.state_dict_key) if fmt.state_dict_key else checkpoint
+    if name == "vitscope":
+        raw = evaluated_encoder(checkpoint)
+    else:
+        raw = checkpoint.get(fmt.state_dict_key) if fmt.state_dict_key else checkpoint
     if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise VitscopeError(f"{source} has no state dict of tensors under '{fmt.state_dict_key}'")
     state_dict = fmt.convert(raw)

@@ -25,7 +25,7 @@ from safetensors.torch import save
 from torch import nn
 
 from vitscope.errors import VitscopeError
-from vitscope.models.checkpoints import load_strict, read_checkpoint
+from vitscope.models.checkpoints import evaluated_encoder, load_strict, read_checkpoint
 from vitscope.models.converters import VITSCOPE_FORMAT
 from vitscope.models.timm_factory import create_timm
 from vitscope.results import FINETUNE, PROBE, probe_accuracies, read_json, read_results, write_atomic, write_json
@@ -173,7 +173,8 @@ def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget
     """Add (or replace) zoo model ``name`` from the run folder ``run``: a ``vitscope pretrain`` run,
     or a ``vitscope finetune`` run of a zoo model (it holds ``finetune.json``).
 
-    Writes ``NAME.safetensors`` (the encoder in fp16, no classifier head) and updates the
+    Writes ``NAME.safetensors`` (the encoder in fp16, no classifier head; a DINO run's teacher, see
+    :func:`~vitscope.models.checkpoints.evaluated_encoder`) and updates the
     manifest with the run's recipe (its resolved ``config.json``, or the fine-tuning config),
     training summary and, when ``probe`` (a ``vitscope probe`` output folder) is given, its accuracies.
     """
@@ -188,8 +189,8 @@ def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget
         method = finetuned["method"]
     else:
         method = cfg["method"] + (f" (lambda={cfg['lam']})" if cfg["method"] == "hybrid" else "")
-    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()
-               if not k.startswith("head.")}
+    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in evaluated_encoder(ckpt).items()
+               if not k.startswith("head.")}  # a DINO run: its teacher
     arch_kwargs = finetuned.pop("arch_kwargs") if finetuned else dict(ckpt.get("arch_kwargs") or {})
     arch_kwargs["num_classes"] = 0  # the encoder: no head
     blob = save(weights, metadata={"arch": str(ckpt["arch"]), "arch_kwargs": json.dumps(arch_kwargs),
