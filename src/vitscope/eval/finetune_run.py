@@ -41,12 +41,11 @@ def run_finetune_job(model: str | nn.Module, train_data: DataSource, val_data: D
     dev = resolve_device(device)
     start = time.perf_counter()
     spec = spec_of(model)
-    results = finetune(net, train, val, cfg, Path(out), model_spec=spec, device=dev, resume=resume,
+    results = finetune(net, train, val, cfg, out, model_spec=spec, device=dev, resume=resume,
                        workers=workers, progress=progress)
     results["seconds"] = round(time.perf_counter() - start, 1)  # of this call (a resumed run: its last piece)
     results["provenance"] = provenance(model=spec, train_data=train.spec, val_data=val.spec,
                                        train_images=len(train), val_images=len(val), seed=cfg.seed, device=str(dev))
     results = {"kind": FINETUNE, **results}
-    write_results(Path(out) / "finetune.json", results)
+    write_results(out / "finetune.json", results)
     return results
-
