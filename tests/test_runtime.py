@@ -73,7 +73,7 @@ def test_compiled_error_of_the_function_itself_is_not_a_compile_failure(monkeypa
 def test_stop_signals_are_recorded_only_inside_a_deferred_stop_block():
     import signal
 
-    from vitscope.runtime import defer_stop, deferred_stop
+    from vitscope.stopping import defer_stop, deferred_stop
 
     assert not defer_stop(signal.SIGTERM)  # no resumable loop runs: the command line ends the run
     with deferred_stop() as stop_signal:

@@ -24,7 +24,7 @@ import typer
 
 from vitscope.allocator import retain_freed_memory
 from vitscope.errors import Stopped, VitscopeError
-from vitscope.runtime import STOP_SIGNALS, defer_stop
+from vitscope.stopping import STOP_SIGNALS, defer_stop
 
 COMMANDS = ("analyze", "inspect", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo",
             "demo", "signature")
@@ -66,7 +66,7 @@ def _interrupt_handler(main_pid: int) -> Callable[[int, object], None]:
 
 def _stop_handler(main_pid: int) -> Callable[[int, object], None]:
     """A SIGTERM / SIGUSR1 handler: recorded for a resumable loop running in ``main_pid``
-    (:func:`vitscope.runtime.deferred_stop`), else :class:`Interrupted`; ignored in forked children
+    (:func:`vitscope.stopping.deferred_stop`), else :class:`Interrupted`; ignored in forked children
     (DataLoader workers), which their parent ends."""
     def handler(signum: int, frame: object) -> None:
         if os.getpid() == main_pid and not defer_stop(signum):

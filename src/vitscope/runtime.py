@@ -1,12 +1,11 @@
-"""Where and how models run: device choice, autocast precision, torchrun process groups, compiled kernels, stop signals."""
+"""Where and how models run: device choice, autocast precision, torchrun process groups, compiled kernels."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import torch
@@ -19,41 +18,6 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
-
-
-#: Signals a scheduler sends before it kills a job (SLURM: SIGUSR1 ahead of time with --signal, then SIGTERM).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-_stop: dict[str, int] = {"deferring": 0, "signal": 0}
-
-
-@contextlib.contextmanager
-def deferred_stop() -> Iterator[Callable[[], int]]:
-    """Within: a stop signal (:data:`STOP_SIGNALS`) is recorded instead of ending the run; yields a
-    function giving that signal's number (0 while none came). A resumable loop calls it at step
-    boundaries, saves a checkpoint and raises :class:`~vitscope.errors.Stopped`. Outside, the
-    command line's handler ends the run at once (nothing partial is written)."""
-    _stop["deferring"] += 1
-    try:
-        yield lambda: _stop["signal"]
-    finally:
-        _stop["deferring"] -= 1
-        if not _stop["deferring"]:
-            _stop["signal"] = 0
-
-
-def ignore_stop_signals(worker_id: int = 0) -> None:
-    """A DataLoader ``worker_init_fn``: the worker ignores stop signals, which a scheduler sends to
-    the whole job (torch's own SIGTERM handler would end the worker and its parent would report it
-    dead); the main process decides what to do and ends its workers itself."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-
-
-def defer_stop(signum: int) -> bool:
-    """Record stop signal ``signum`` for the running :func:`deferred_stop` block; False when none runs."""
-    if _stop["deferring"]:
-        _stop["signal"] = _stop["signal"] or signum
-    return bool(_stop["deferring"])
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from vitscope.api.inputs import DataLike, ModelLike, output_folder
 from vitscope.api.results import Comparison, PathLike
-from vitscope.compare.grams import LAYER_TYPES
+from vitscope.choices import LAYER_TYPES
 
 
 def compare(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vitscope.api.inputs import DataLike, ModelLike
 from vitscope.api.results import Finetune, PathLike
-from vitscope.eval.finetune import FinetuneConfig
+from vitscope.eval.finetune_config import FinetuneConfig
 from vitscope.results import check_output_folder
 
 _D = FinetuneConfig()

@@ -6,16 +6,15 @@ from collections.abc import Sequence
 
 from vitscope.api.inputs import DataLike, ModelLike, names, output_folder
 from vitscope.api.results import PathLike, Probe
-from vitscope.eval.features import TOKEN_FEATURES
-from vitscope.eval.knn import TEMPERATURE, K
+from vitscope.choices import KNN_K, KNN_TEMPERATURE, TOKEN_FEATURES
 
 
 def probe(
     model: ModelLike, train: DataLike, val: DataLike, *, out: PathLike | None = None, images: int | None = None,
     val_images: int | None = None, knn: bool = True, linear: bool = True,
     features: str | Sequence[str] = ",".join(TOKEN_FEATURES), epochs: int = 50, batch_size: int = 256,
-    optimizer: str = "sgd", lr: float | None = None, weight_decay: float = 0.0, k: int = K,
-    temperature: float = TEMPERATURE, save_probe: bool = False, probe_at: str = "pooled",
+    optimizer: str = "sgd", lr: float | None = None, weight_decay: float = 0.0, k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE, save_probe: bool = False, probe_at: str = "pooled",
     cache_features: bool = True, device: str = "auto", workers: int | None = None, seed: int = 0,
     progress: bool = True,
 ) -> Probe:

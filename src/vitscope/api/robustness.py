@@ -8,14 +8,14 @@ from torch import nn
 
 from vitscope.api.inputs import DataLike, ModelLike, output_folder
 from vitscope.api.results import PathLike, Robustness
-from vitscope.robustness.run import DEFAULT_FREQUENCIES
+from vitscope.choices import NOISE_FREQUENCIES
 
 
 def robustness(
     models: ModelLike | Sequence[ModelLike], data: DataLike | None = None, *, cue_conflict: PathLike | None = None,
     probes: Sequence[str | None] = (), out: PathLike | None = None, images: int | None = None,
     batch_size: int = 64, device: str = "auto", noise_strength: float = 0.1,
-    frequencies: Sequence[float] = DEFAULT_FREQUENCIES, band_width: float = 0.1, band_norm: str = "max",
+    frequencies: Sequence[float] = NOISE_FREQUENCIES, band_width: float = 0.1, band_norm: str = "max",
     noise_scale: str = "band", seed: int = 0, class_map: Sequence[str] = (), workers: int | None = None,
     progress: bool = True,
 ) -> Robustness:

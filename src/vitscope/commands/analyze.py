@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from vitscope.choices import SUPPORTED_SPECS
 from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
-from vitscope.models import SUPPORTED_SPECS
 
 METRIC_HELP = "comma-separated: attention (distance, NMI, entropy), similarity, spectrum, fourier"
 

@@ -7,11 +7,9 @@ from typing import Optional
 
 import typer
 
+from vitscope.choices import LAYER_TYPES, SUPPORTED_SPECS, TOKEN_REDUCTIONS
 from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
-from vitscope.compare.grams import LAYER_TYPES
 from vitscope.errors import VitscopeError
-from vitscope.metrics.cka import TOKEN_REDUCTIONS
-from vitscope.models.load import SUPPORTED_SPECS
 
 
 def compare(

@@ -18,8 +18,6 @@ from typing import Annotated
 
 import typer
 
-from vitscope.data.shipped import BANK, QUERY
-
 MODELS = {"moco": "zoo:moco-cifar10", "simmim": "zoo:simmim-cifar10"}
 FAMILIES = {"moco": "cl", "simmim": "mim"}
 
@@ -27,6 +25,7 @@ FAMILIES = {"moco": "cl", "simmim": "mim"}
 def run_demo(out: Path, *, device: str = "auto", progress: bool = False) -> tuple[Path, str]:
     """Run the demo into ``out``; return the report path and the findings as text."""
     from vitscope.api import analyze, compare, probe
+    from vitscope.data.shipped import BANK, QUERY
     from vitscope.report.findings import check_claims, findings_text, gather
     from vitscope.report.html import build_report
     from vitscope.report.plots import plot_all

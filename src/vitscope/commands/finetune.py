@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitscope.commands.options import BatchSize, Device, Progress, Seed
-from vitscope.eval.finetune import FinetuneConfig
+from vitscope.eval.finetune_config import FinetuneConfig
 
 _D = FinetuneConfig()
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from vitscope.choices import SUPPORTED_SPECS
 from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
 from vitscope.errors import VitscopeError
-from vitscope.models import SUPPORTED_SPECS
 
 
 def register(app: typer.Typer) -> None:

@@ -7,10 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from vitscope.choices import KNN_K, KNN_TEMPERATURE, PROBE_OPTIMIZERS, TOKEN_FEATURES
 from vitscope.commands.options import BatchSize, Device, Progress, Seed
-from vitscope.eval.features import TOKEN_FEATURES
-from vitscope.eval.knn import K, TEMPERATURE
-from vitscope.eval.linear_probe import OPTIMIZERS
 
 
 def probe(
@@ -25,11 +23,11 @@ def probe(
     features: Annotated[str, typer.Option(help=f"Comma-separated token features of {list(TOKEN_FEATURES)}.")] = ",".join(TOKEN_FEATURES),
     epochs: Annotated[int, typer.Option(help="Linear-probe epochs (the final epoch is reported).")] = 50,
     batch_size: BatchSize = 256,
-    optimizer: Annotated[str, typer.Option(help=f"Probe optimizer, one of {list(OPTIMIZERS)}.")] = "sgd",
+    optimizer: Annotated[str, typer.Option(help=f"Probe optimizer, one of {list(PROBE_OPTIMIZERS)}.")] = "sgd",
     lr: Annotated[Optional[float], typer.Option(help="Probe learning rate [default: 0.1 (sgd) or 1e-3 (adamw) × batch/256].")] = None,
     weight_decay: Annotated[float, typer.Option(help="Probe weight decay.")] = 0.0,
-    k: Annotated[int, typer.Option("--k", help="Neighbours of the k-NN vote.")] = K,
-    temperature: Annotated[float, typer.Option(help="k-NN temperature T (weights exp(sim/T)).")] = TEMPERATURE,
+    k: Annotated[int, typer.Option("--k", help="Neighbours of the k-NN vote.")] = KNN_K,
+    temperature: Annotated[float, typer.Option(help="k-NN temperature T (weights exp(sim/T)).")] = KNN_TEMPERATURE,
     save_probe: Annotated[bool, typer.Option("--save-probe", help="Write OUT/probe.pt (see --probe-at).")] = False,
     probe_at: Annotated[str, typer.Option(
         help="Which probe --save-probe writes: 'pooled' (final features) or FEATURE:BLOCK, e.g. cls:11.")] = "pooled",

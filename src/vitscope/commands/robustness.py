@@ -6,9 +6,9 @@ from typing import Optional
 
 import typer
 
+from vitscope.choices import NOISE_FREQUENCIES
 from vitscope.commands.options import BatchSize, Device, Progress, Seed
 from vitscope.errors import VitscopeError
-from vitscope.robustness.run import DEFAULT_FREQUENCIES
 
 
 def parse_frequencies(text: str) -> list[float]:
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         noise_strength: float = typer.Option(
             0.1, "--noise-strength", help="RMS of the band noise in pixel units (images in [0, 1])."),
         frequencies: str = typer.Option(
-            ",".join(map(str, DEFAULT_FREQUENCIES)), "--frequencies",
+            ",".join(map(str, NOISE_FREQUENCIES)), "--frequencies",
             help="Band centres, comma-separated, in units of π."),
         band_width: float = typer.Option(0.1, "--band-width", help="Band width in units of π (Park et al.: 0.1)."),
         band_norm: str = typer.Option(

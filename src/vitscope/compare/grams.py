@@ -25,15 +25,8 @@ from collections.abc import Sequence
 
 import torch
 
+from vitscope.choices import LAYER_TYPES
 from vitscope.metrics.cka import centered_gram, reduce_tokens
-
-LAYER_TYPES: dict[str, tuple[str, ...]] = {
-    "block": ("block_out",),
-    "qkv": ("qkv",),
-    "ln1": ("ln1",),
-    "fc1": ("fc1",),
-    "attn_out": ("block_in", "attn_res"),
-}
 
 _TAP_TYPE = {"block_out": "block", "qkv": "qkv", "ln1": "ln1", "fc1": "fc1", "attn_res": "attn_out"}
 

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from vitscope.capture import Taps, TapError, ViTInfo, vit_info
 from vitscope.results import COMPARE, versions
 from vitscope.runtime import autocast, distributed, init_distributed, shard_batches
-from vitscope.compare.grams import LAYER_TYPES, GramCollector
+from vitscope.choices import LAYER_TYPES, TOKEN_REDUCTIONS
+from vitscope.compare.grams import GramCollector
 from vitscope.compare.paired import PairedTransform
 from vitscope.data.images import SkipLog, iterate, make_loader, subset
 from vitscope.data.sources import DataSource, describe_data, open_data
@@ -37,7 +38,7 @@ from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import classifier
 from vitscope.metrics.agreement import PredictionAgreement
-from vitscope.metrics.cka import TOKEN_REDUCTIONS, MinibatchCKA
+from vitscope.metrics.cka import MinibatchCKA
 from vitscope.models import as_vit, spec_of
 from vitscope.models.finite import check_finite_activations
 

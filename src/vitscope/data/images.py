@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vitscope.errors import VitscopeError
-from vitscope.runtime import ignore_stop_signals
+from vitscope.stopping import ignore_stop_signals
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vitscope.capture import Taps, vit_info
+from vitscope.choices import TOKEN_FEATURES
 from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.errors import VitscopeError
 from vitscope.models.finite import check_finite_activations
@@ -37,7 +38,6 @@ from vitscope.eval.labelled import LabelledSet
 from vitscope.results import ensure_dir, write_json
 from vitscope.runtime import resolve_device
 
-TOKEN_FEATURES: tuple[str, ...] = ("cls", "gap", "gap_noprefix")
 FINAL_FEATURE = "pooled"
 
 

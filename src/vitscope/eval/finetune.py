@@ -26,7 +26,7 @@ import logging
 import os
 import random
 import signal
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,11 @@ from vitscope.data.images import collate
 from vitscope.data.transforms import model_data_config
 from vitscope.errors import Stopped, VitscopeError
 from vitscope.models.finite import check_finite_activations
+from vitscope.eval.finetune_config import FinetuneConfig
 from vitscope.eval.labelled import LabelledSet
 from vitscope.eval.reinit import parse_reinit, reinit_blocks
 from vitscope.results import atomic_torch_save
-from vitscope.runtime import deferred_stop, ignore_stop_signals
+from vitscope.stopping import deferred_stop, ignore_stop_signals
 from vitscope.schedule import warmup_cosine
 from vitscope.train.checkpoint import rng_state, set_rng_state
 
@@ -56,47 +57,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "vitscope-checkpoint"
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning hyper-parameters (module docstring gives their source)."""
-
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float | None = None  # None: 1.25e-3 × batch_size / 512
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    layer_decay: float = 0.65
-    warmup_epochs: int = 5
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    smoothing: float = 0.1
-    drop_path: float = 0.1
-    clip_grad: float = 5.0
-    randaug: str = "rand-m9-mstd0.5-inc1"
-    reinit: str = ""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
-            raise VitscopeError(f"fine-tuning needs epochs ≥ 1 and batch size ≥ 2, got {self.epochs}, {self.batch_size}")
-        if not 0 < self.layer_decay <= 1:
-            raise VitscopeError(f"layer decay must be in (0, 1], got {self.layer_decay}")
-        if not 0 <= self.drop_path < 1 or not 0 <= self.smoothing < 1:
-            raise VitscopeError(f"drop path and smoothing must be in [0, 1), got {self.drop_path}, {self.smoothing}")
-        if self.mixup < 0 or self.cutmix < 0:
-            raise VitscopeError(f"mixup and cutmix alphas must be ≥ 0, got {self.mixup}, {self.cutmix}")
-        if (self.lr is not None and not self.lr > 0) or self.weight_decay < 0:
-            raise VitscopeError(f"--lr must be > 0 and --weight-decay ≥ 0, got {self.lr}, {self.weight_decay}")
-
-    @property
-    def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else 1.25e-3 * self.batch_size / 512
-
-    @property
-    def mixing(self) -> bool:
-        return self.mixup > 0 or self.cutmix > 0
 
 
 EMBEDDING_PREFIXES = ("cls_token", "reg_token", "mask_token", "pos_embed", "patch_embed", "norm_pre")

@@ -19,7 +19,8 @@ from torch import nn
 
 from vitscope.data import model_transform
 from vitscope.data.sources import DataSource
-from vitscope.eval.finetune import FinetuneConfig, finetune, train_transform
+from vitscope.eval.finetune import finetune, train_transform
+from vitscope.eval.finetune_config import FinetuneConfig
 from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.models import as_vit, spec_of
 from vitscope.results import FINETUNE, provenance, write_results

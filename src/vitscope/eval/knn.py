@@ -18,12 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-K = 20
-TEMPERATURE = 0.07
+from vitscope.choices import KNN_K, KNN_TEMPERATURE
+
 
 
 def knn_scores(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.Tensor, num_classes: int,
-               k: int = K, temperature: float = TEMPERATURE, chunk: int = 1024) -> torch.Tensor:
+               k: int = KNN_K, temperature: float = KNN_TEMPERATURE, chunk: int = 1024) -> torch.Tensor:
     """Class scores ``[Q, C]`` of ``queries`` ``[Q, D]`` against the bank ``train`` ``[N, D]``.
 
     ``k`` is capped at ``N``. Queries are processed ``chunk`` at a time so memory is
@@ -45,16 +45,16 @@ def knn_scores(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.T
 
 
 def knn_accuracy(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.Tensor,
-                 query_labels: torch.Tensor, num_classes: int, k: int = K,
-                 temperature: float = TEMPERATURE) -> float:
+                 query_labels: torch.Tensor, num_classes: int, k: int = KNN_K,
+                 temperature: float = KNN_TEMPERATURE) -> float:
     """Top-1 accuracy of :func:`knn_scores` predictions."""
     pred = knn_scores(train, train_labels, queries, num_classes, k, temperature).argmax(1)
     return float((pred.cpu() == query_labels.cpu().long()).float().mean())
 
 
 def knn_accuracy_per_block(train: np.ndarray, train_labels: np.ndarray, queries: np.ndarray,
-                           query_labels: np.ndarray, num_classes: int, k: int = K,
-                           temperature: float = TEMPERATURE,
+                           query_labels: np.ndarray, num_classes: int, k: int = KNN_K,
+                           temperature: float = KNN_TEMPERATURE,
                            device: torch.device | str = "cpu") -> np.ndarray:
     """k-NN accuracy ``[L]`` of every block: ``train`` ``[N, L, D]``, ``queries`` ``[Q, L, D]``."""
     ytr, yq = torch.as_tensor(np.asarray(train_labels)), torch.as_tensor(np.asarray(query_labels))

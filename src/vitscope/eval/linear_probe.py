@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitscope.choices import PROBE_OPTIMIZERS
 from vitscope.errors import VitscopeError
 from vitscope.eval.classifier import PROBE_FORMAT
 from vitscope.results import atomic_torch_save
 from vitscope.schedule import warmup_cosine
 
-OPTIMIZERS = ("sgd", "adamw")
 BASE_LR = {"sgd": 0.1, "adamw": 1e-3}
 BN_EPS = 1e-6
 
@@ -77,8 +77,8 @@ class ProbeTraining:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise VitscopeError(f"unknown probe optimizer '{self.optimizer}'. Valid options are: {list(OPTIMIZERS)}")
+        if self.optimizer not in PROBE_OPTIMIZERS:
+            raise VitscopeError(f"unknown probe optimizer '{self.optimizer}'. Valid options are: {list(PROBE_OPTIMIZERS)}")
         if self.epochs < 1 or self.batch_size < 2:
             raise VitscopeError(f"probe needs epochs ≥ 1 and batch size ≥ 2, got {self.epochs}, {self.batch_size}")
         if (self.lr is not None and not self.lr > 0) or self.weight_decay < 0:

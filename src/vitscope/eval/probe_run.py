@@ -32,9 +32,10 @@ from vitscope.capture import vit_info
 from vitscope.data import model_transform
 from vitscope.data.sources import DataSource
 from vitscope.errors import VitscopeError
-from vitscope.eval.features import FINAL_FEATURE, TOKEN_FEATURES, Features, extract_features, parse_features
+from vitscope.choices import KNN_K, KNN_TEMPERATURE, TOKEN_FEATURES
+from vitscope.eval.features import FINAL_FEATURE, Features, extract_features, parse_features
 from vitscope.runtime import resolve_device
-from vitscope.eval.knn import K, TEMPERATURE, knn_accuracy_per_block
+from vitscope.eval.knn import knn_accuracy_per_block
 from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file
 from vitscope.results import PROBE, provenance
@@ -57,8 +58,8 @@ class ProbeRun:
     knn: bool = True
     linear: bool = True
     features: str = ",".join(TOKEN_FEATURES)
-    k: int = K
-    temperature: float = TEMPERATURE
+    k: int = KNN_K
+    temperature: float = KNN_TEMPERATURE
     training: ProbeTraining = field(default_factory=ProbeTraining)
     batch_size: int = 128
     device: str = "auto"

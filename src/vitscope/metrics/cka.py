@@ -26,9 +26,8 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from vitscope.choices import TOKEN_REDUCTIONS
 from vitscope.eval.classifier import pool_tokens
-
-TOKEN_REDUCTIONS: tuple[str, ...] = ("flatten", "cls", "gap", "gap_noprefix")
 
 
 def reduce_tokens(x: torch.Tensor, how: str, num_prefix_tokens: int) -> torch.Tensor:

@@ -23,20 +23,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vitscope.choices import SUPPORTED_SPECS
 from vitscope.errors import VitscopeError
 from vitscope.models.checkpoints import load_checkpoint
 from vitscope.models.finite import check_finite_parameters
 from vitscope.models.timm_factory import create_timm
-
-SUPPORTED_SPECS = (
-    "timm:NAME (pretrained timm weights, downloaded), random:NAME (random weights), "
-    "zoo:NAME (a model vitscope trained and ships; `vitscope zoo` lists them), "
-    "hf:REPO_ID or hf:/local/dir (Hugging Face ViT, ViT-MAE, DINOv2, DINOv2 with registers), "
-    "or PATH[@ARCH] to a checkpoint file, format detected from its keys: MoCo v3 (.pth.tar), "
-    "SimMIM, MAE (pretrained or fine-tuned), DINO (full or backbone), BEiT (pretrained or fine-tuned), "
-    "timm state dict, .safetensors, vitscope's own; @ARCH names the timm architecture "
-    "(else inferred from shapes, standard heads for the width)"
-)
 
 
 @dataclass(frozen=True)

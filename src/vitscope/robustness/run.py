@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
+from vitscope.choices import NOISE_FREQUENCIES
 from vitscope.data.images import SkipLog, iterate, make_loader, subset
 from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_data_config, model_transform
@@ -46,7 +47,6 @@ from vitscope.robustness.shape_bias import (
 )
 
 RESULTS_FORMAT = ROBUSTNESS
-DEFAULT_FREQUENCIES = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1π, ..., π
 
 
 @dataclass
@@ -63,7 +63,7 @@ class RobustnessConfig:
     batch_size: int = 64
     device: str | None = None
     noise_strength: float = 0.1
-    frequencies: list[float] = field(default_factory=lambda: list(DEFAULT_FREQUENCIES))
+    frequencies: list[float] = field(default_factory=lambda: list(NOISE_FREQUENCIES))
     band_width: float = 0.1
     band_norm: str = "max"
     noise_scale: str = "band"

@@ -1,6 +1,4 @@
-"""Pretraining ViTs with MoCo v3, SimMIM, MAE and the CL + MIM hybrid (see docs/pretrain.md)."""
+"""Pretraining ViTs with MoCo v3, DINO, SimMIM, MAE and the CL + MIM hybrid (see docs/pretrain.md).
 
-from vitscope.train.config import PretrainConfig, resolve
-from vitscope.train.engine import train
-
-__all__ = ["PretrainConfig", "resolve", "train"]
+:mod:`vitscope.train.config` holds the settings (light: the command line reads them before torch is
+imported), :mod:`vitscope.train.engine` the training loop."""

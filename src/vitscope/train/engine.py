@@ -39,7 +39,7 @@ import vitscope.models  # noqa: F401  (registers the small-image ViTs)
 from vitscope.errors import Stopped, VitscopeError
 from vitscope.models.load import create_timm, load
 from vitscope.results import ensure_dir, write_atomic
-from vitscope.runtime import deferred_stop
+from vitscope.stopping import deferred_stop
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
 from vitscope.train.config import PretrainConfig, apply_overrides, lr_at, momentum_at, resolve, run_keys, weight_decay_at

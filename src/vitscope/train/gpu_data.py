@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from vitscope.data.images import ArrayImages, collate, open_dataset, read_image, subset_indices
 from vitscope.errors import VitscopeError
 from vitscope.results import atomic_write
-from vitscope.runtime import ignore_stop_signals
+from vitscope.stopping import ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
