@@ -7,7 +7,7 @@ The Python API (docs/api.md), one function per command, results as tables and fi
     a.to_frame()                                        # one row per block × quantity (× head)
     a.plot("attention")                                 # the figure `vitscope analyze` writes
 
-``load``, ``zoo``, ``analyze``, ``compare``, ``probe``, ``finetune``, ``inspect``, ``capture``,
+``load``, ``zoo``, ``analyze``, ``compare``, ``probe``, ``finetune``, ``pretrain``, ``inspect``, ``capture``,
 ``robustness``, ``signature``, ``report``, ``findings``, ``plot``, ``read`` and the result classes are imported on first use
 (:mod:`vitscope.api`), so ``import vitscope`` stays cheap; everything else stays importable from
 its module but is not promised.
@@ -45,13 +45,14 @@ _API = {
     "finetune": "finetune", "inspect": "inspect", "capture": "inspect", "robustness": "robustness", "report": "report",
     "findings": "report", "plot": "results", "read": "results", "Result": "results", "Analysis": "results",
     "Comparison": "results", "Probe": "results", "Robustness": "results", "Inspection": "results",
-    "Finetune": "results", "signature": "signature", "Signature": "results",
+    "Finetune": "results", "signature": "signature", "Signature": "results", "pretrain": "pretrain",
+    "Pretraining": "results",
 }
 
 __all__ = [
-    "Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "Signature", "VitscopeError",
-    "__version__", "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot", "probe", "read",
-    "report", "robustness", "signature", "zoo",
+    "Analysis", "Comparison", "Finetune", "Inspection", "Pretraining", "Probe", "Result", "Robustness", "Signature",
+    "VitscopeError", "__version__", "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot",
+    "pretrain", "probe", "read", "report", "robustness", "signature", "zoo",
 ]
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         Comparison,
         Finetune,
         Inspection,
+        Pretraining,
         Probe,
         Result,
         Robustness,
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
         inspect,
         load,
         plot,
+        pretrain,
         probe,
         read,
         report,

@@ -146,9 +146,10 @@ SCHEMA_VERSION = 1
 
 ANALYSIS, COMPARE, ROBUSTNESS = "vitscope-analysis", "vitscope-compare", "vitscope-robustness"
 PROBE, FINETUNE, INSPECT = "vitscope-probe", "vitscope-finetune", "vitscope-inspect"
-SIGNATURE = "vitscope-signature"
+SIGNATURE, PRETRAIN = "vitscope-signature", "vitscope-pretrain"
 #: Kinds the file name alone tells (these files carry no ``kind`` of their own before schema 1).
-KIND_OF_NAME = {"probe.json": PROBE, "finetune.json": FINETUNE, "inspect.json": INSPECT, "signature.json": SIGNATURE}
+KIND_OF_NAME = {"probe.json": PROBE, "finetune.json": FINETUNE, "inspect.json": INSPECT, "signature.json": SIGNATURE,
+                "pretrain.json": PRETRAIN}
 
 #: What every reader of a kind of results file indexes: a key whose value is ``None`` must be
 #: present; a dict value is what the key's object must hold (``"[]"``: every element of a list,
@@ -162,6 +163,8 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     INSPECT: {},
     SIGNATURE: {"models": {"[]": {"role": None, "spec": None}},
                 "signatures": {"[]": {"spec": None, "flags": {}, "properties": {"[]": {"key": None, "label": None}}}}},
+    PRETRAIN: {"config": {"method": None, "model": None}, "training": {"steps": None},
+               "log": {"[]": {"step": None, "epoch": None, "loss": None}}},
 }
 
 

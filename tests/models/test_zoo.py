@@ -12,7 +12,7 @@ import torch
 
 from vitscope.errors import VitscopeError
 from vitscope.models import load
-from vitscope.models.zoo import add_entry, load_zoo, manifest, sha256, training_summary, zoo_dir
+from vitscope.models.zoo import add_entry, load_zoo, manifest, sha256, zoo_dir
 from vitscope.train.config import PretrainConfig
 from vitscope.train.engine import train
 
@@ -147,14 +147,6 @@ def test_unknown_or_missing_entries_name_the_problem(zoo):
     (zoo / "tiny-simmim.safetensors").unlink()
     with pytest.raises(VitscopeError, match="missing"):
         load("zoo:tiny-simmim")
-
-
-def test_wall_time_sums_logged_intervals_and_skips_resume_gaps(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"batch_size": 100}))
-    recs = [{"step": 10, "img_per_s": 100.0, "loss": 2.0, "time": 0},  # 10 steps × 100 / 100 = 10 s
-            {"step": 20, "img_per_s": 50.0, "loss": 1.5, "time": 9999}]  # 20 s, however long the gap
-    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    assert training_summary(tmp_path) == {"steps": 20, "wall_seconds": 30.0, "loss_first": 2.0, "loss_last": 1.5}
 
 
 def test_zoo_command_lists_entries(zoo):

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from vitscope.errors import VitscopeError
-from vitscope.report.training import plot_training_curves, read_log
+from vitscope.report.training import plot_training_curves
+from vitscope.runlog import read_log
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -3,7 +3,7 @@
 The public names are re-exported by :mod:`vitscope` (``vitscope.analyze(...)``); docs/api.md shows
 each with an example. Modules: :mod:`~vitscope.api.models` (``load``, ``zoo``),
 :mod:`~vitscope.api.analyze`, :mod:`~vitscope.api.compare`, :mod:`~vitscope.api.probe`,
-:mod:`~vitscope.api.finetune`,
+:mod:`~vitscope.api.finetune`, :mod:`~vitscope.api.pretrain`,
 :mod:`~vitscope.api.inspect` (``inspect``, ``capture``), :mod:`~vitscope.api.robustness`,
 :mod:`~vitscope.api.signature`,
 :mod:`~vitscope.api.report` (``report``, ``findings``), :mod:`~vitscope.api.results` (the result
@@ -16,6 +16,7 @@ from vitscope.api.compare import compare
 from vitscope.api.finetune import finetune
 from vitscope.api.inspect import capture, inspect
 from vitscope.api.models import load, zoo
+from vitscope.api.pretrain import pretrain
 from vitscope.api.probe import probe
 from vitscope.api.report import findings, report
 from vitscope.api.results import (
@@ -23,6 +24,7 @@ from vitscope.api.results import (
            Comparison,
            Finetune,
            Inspection,
+           Pretraining,
            Probe,
            Result,
            Robustness,
@@ -33,6 +35,6 @@ from vitscope.api.results import (
 from vitscope.api.robustness import robustness
 from vitscope.api.signature import signature
 
-__all__ = ["Analysis", "Comparison", "Finetune", "Inspection", "Probe", "Result", "Robustness", "Signature",
-           "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot", "probe", "read",
-           "report", "robustness", "signature", "zoo"]
+__all__ = ["Analysis", "Comparison", "Finetune", "Inspection", "Pretraining", "Probe", "Result", "Robustness",
+           "Signature", "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot", "pretrain",
+           "probe", "read", "report", "robustness", "signature", "zoo"]

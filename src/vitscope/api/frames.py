@@ -204,6 +204,20 @@ def finetune_frame(results: dict[str, Any]) -> pd.DataFrame:
     return _frame(rows, FINETUNE_COLUMNS, ("epoch",))
 
 
+PRETRAIN_COLUMNS = ["method", "model", "quantity", "step", "epoch", "value"]
+#: What a log record holds besides the numbers to tabulate.
+_NOT_QUANTITIES = ("step", "epoch", "time")
+
+
+def pretrain_frame(results: dict[str, Any]) -> pd.DataFrame:
+    """A ``pretrain.json``: every logged quantity (loss, lr, img_per_s, the hybrid's loss parts,
+    DINO's teacher entropy and KL, ...) per logged step (training curves, not a paper figure)."""
+    method, model = results["config"]["method"], results["config"]["model"]
+    rows = [{"method": method, "model": model, "quantity": q, "step": r["step"], "epoch": r["epoch"], "value": v}
+            for r in results["log"] for q, v in r.items() if q not in _NOT_QUANTITIES]
+    return _frame(rows, PRETRAIN_COLUMNS, ("step",))
+
+
 SIGNATURE_COLUMNS = ["model", "property", "key", "figure", "band", "block", "depth", "separates", "quantity",
                      "value"]
 #: The numbers of one placement: the position s and the three raw values it comes from, the spread.

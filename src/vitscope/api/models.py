@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 from torch import nn
 
 from vitscope.models import load as load_spec
 
 
-def load(spec: str, *, seed: int = 0) -> nn.Module:
+def load(spec: str | os.PathLike, *, seed: int = 0) -> nn.Module:
     """A timm ViT in eval mode from any model spec; ``seed`` seeds ``random:`` weights.
 
     Specs: ``zoo:NAME`` (:func:`zoo`), ``timm:NAME``, ``random:NAME``, ``hf:REPO_ID`` or a checkpoint
-    path ``PATH[@ARCH]`` (MoCo v3, SimMIM, MAE, DINO, BEiT, timm, ``.safetensors``, vitscope's own).
+    path ``PATH[@ARCH]`` (MoCo v3, SimMIM, MAE, DINO, BEiT, timm, ``.safetensors``, vitscope's own), as
+    a string or a ``Path``.
 
     >>> model = vitscope.load("zoo:moco-cifar10")
     """
-    return load_spec(spec, seed=seed)
+    return load_spec(os.fspath(spec), seed=seed)
 
 
 ZOO_COLUMNS = ["name", "spec", "method", "architecture", "data", "epochs", "knn_last_block", "linear_last_block",

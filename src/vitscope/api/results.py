@@ -29,6 +29,7 @@ from vitscope.results import (
     COMPARE,
     FINETUNE,
     INSPECT,
+    PRETRAIN,
     PROBE,
     READERS,
     ROBUSTNESS,
@@ -384,9 +385,43 @@ class Signature(Result):
                 **({"flags": "; ".join(flags)} if flags else {}), **({"folder": str(self.folder)} if self.folder else {})}
 
 
+class Pretraining(Result):
+    """A finished pretraining run (``vitscope pretrain``, ``pretrain.json``): its config, log and wall
+    time; the checkpoint stays in the run folder (``vitscope.load(run.checkpoint)``)."""
+
+    kind = PRETRAIN
+    file = "pretrain.json"
+
+    @property
+    def label(self) -> str:
+        return f"{self.results['config']['method']} {self.results['config']['model']}"
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The run's ``checkpoint.pt`` (None for results held apart from their run folder)."""
+        path = self.folder / self.results.get("checkpoint", "checkpoint.pt") if self.folder else None
+        return path if path is not None and path.is_file() else None
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``method, model, quantity, step, epoch, value`` (:func:`vitscope.api.frames.pretrain_frame`)."""
+        return frames.pretrain_frame(self.results)
+
+    def plot(self) -> Figure:
+        """The loss against epochs (and the hybrid's two parts), as ``vitscope plot RUN`` draws it."""
+        from vitscope.report.plots import detached
+        from vitscope.report.training import training_figure
+
+        return detached(training_figure([(self.label, self.results["log"])]))
+
+    def summary(self) -> dict[str, str]:
+        t = self.results["training"]
+        return {"run": self.label, "steps": f"{t['steps']:,}", "loss": f"{t['loss_first']:.4f} → {t['loss_last']:.4f}",
+                "wall time": f"{t['wall_seconds'] / 60:.1f} min", **({"folder": str(self.folder)} if self.folder else {})}
+
+
 KINDS: dict[str, type[Result]] = {c.kind: c for c in (Analysis, Comparison, Probe, Robustness, Inspection, Finetune,
-                                                       Signature)}
-FILES = ("results.json", "probe.json", "finetune.json", "inspect.json", "signature.json")
+                                                       Signature, Pretraining)}
+FILES = ("results.json", "probe.json", "finetune.json", "inspect.json", "signature.json", "pretrain.json")
 
 
 def _png_figure(path: Path) -> Figure:
@@ -409,8 +444,8 @@ def _png_figure(path: Path) -> Figure:
 
 def read(path: PathLike) -> Result:
     """The results in folder (or file) ``path`` as their object: an analysis or compare or robustness
-    ``results.json``, ``probe.json``, ``finetune.json``, ``inspect.json`` or ``signature.json`` (a
-    folder holding several: the first of these). The file is checked as the command line checks it (one line on error)."""
+    ``results.json``, ``probe.json``, ``finetune.json``, ``inspect.json``, ``signature.json`` or a
+    finished pretraining run's ``pretrain.json`` (a folder holding several: the first of these). The file is checked as the command line checks it (one line on error)."""
     return _read(path)
 
 

@@ -19,8 +19,9 @@ def register(app: typer.Typer) -> None:
         label: Annotated[list[str] | None, typer.Option(help="one label per results file")] = None,
     ) -> None:
         from vitscope.report.plots import plot_all
-        from vitscope.report.training import plot_training_curves, read_log
+        from vitscope.report.training import plot_training_curves
         from vitscope.results import read_analysis
+        from vitscope.runlog import read_log
 
         if all((p / "log.jsonl").is_file() for p in results):
             logs = [(label[i] if label and i < len(label) else p.name, read_log(p)) for i, p in enumerate(results)]

@@ -3,20 +3,18 @@
 Settings are layered: :class:`~vitscope.train.config.PretrainConfig` defaults, then
 ``--config FILE.json``, then the options below and ``--set KEY=VALUE`` (any config key).
 Many GPUs: ``torchrun --nproc_per_node K -m vitscope pretrain ...`` (``--batch-size`` is
-global). The run folder holds ``checkpoint.pt``, ``config.json`` and ``log.jsonl``.
+global). The run folder holds ``checkpoint.pt``, ``config.json``, ``log.jsonl`` and, when the
+run ends, ``pretrain.json`` (``vitscope.read``). A thin wrapper of :func:`vitscope.pretrain`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from vitscope.commands.options import BATCH_SIZE, DEVICE, PRECISION, SEED, Progress
-from vitscope.errors import VitscopeError
-from vitscope.train.config import (PretrainConfig, apply_overrides, check_resume, load_config_file,
-                                     parse_set)
+from vitscope.train.config import PretrainConfig, load_config_file, parse_set
 
 
 def pretrain(
@@ -50,7 +48,7 @@ def pretrain(
     Self-supervised, resumable after any interruption with --resume; --batch-size is global (all processes).
     Unset options take the config's defaults (--config FILE, then PretrainConfig).
     """
-    from vitscope.train.engine import train
+    from vitscope.api import pretrain as run_pretraining
 
     overrides: dict[str, Any] = load_config_file(config) if config else {}
     overrides.update({k: v for k, v in dict(
@@ -58,16 +56,9 @@ def pretrain(
         out=out, save_every=save_every, compile=compile, local_attention=local_attention,
         num_images=num_images, seed=seed, device=device, precision=precision).items() if v is not None})
     overrides.update(parse_set(set_))
-    if resume:
-        saved = Path(overrides.get("out", PretrainConfig.out)) / "config.json"
-        if not saved.is_file():
-            raise VitscopeError(f"--resume: no run to continue ({saved} is missing); start it without --resume")
-        cfg = check_resume(load_config_file(saved), overrides)
-    else:
-        cfg = apply_overrides(PretrainConfig(), overrides, "the options")
-    last = train(cfg, resume=resume, progress=progress)
-    if last:
-        typer.echo(f"step {last['step']}: loss {last['loss']:.4f}, {last['img_per_s']:,.0f} img/s; run in {cfg.out}")
+    run = run_pretraining(out=overrides.pop("out", PretrainConfig.out), resume=resume, progress=progress, **overrides)
+    last = run.results["log"][-1]
+    typer.echo(f"step {last['step']}: loss {last['loss']:.4f}, {last['img_per_s']:,.0f} img/s; run in {run.folder}")
 
 
 def register(app: typer.Typer) -> None:

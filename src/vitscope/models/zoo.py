@@ -28,6 +28,7 @@ from vitscope.errors import VitscopeError
 from vitscope.models.checkpoints import evaluated_encoder, load_strict, read_checkpoint
 from vitscope.models.converters import VITSCOPE_FORMAT
 from vitscope.models.timm_factory import create_timm
+from vitscope.runlog import training_summary
 from vitscope.results import FINETUNE, PROBE, probe_accuracies, read_json, read_results, write_atomic, write_json
 
 MANIFEST = "manifest.json"
@@ -127,26 +128,6 @@ def _probe_accuracy(probe: Mapping[str, Any], feature: str) -> dict[str, Any]:
             out[f"{method}_best"] = float(max(per_block))
             out[f"{method}_per_block"] = [float(v) for v in per_block]
     return out
-
-
-def training_summary(run: Path, until_step: int | None = None) -> dict[str, Any]:
-    """Wall time, steps and first/last loss of a pretraining run from its ``log.jsonl``, up to
-    ``until_step`` (the checkpoint's step: a run stopped after it logged a few steps more).
-
-    Wall time is the sum of the logged intervals (``log_every · batch / img_per_s``), so
-    the gaps between resumed pieces of a run are not counted.
-    """
-    cfg = read_json(run / "config.json")
-    lines = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines() if ln.strip()]
-    lines = [r for r in lines if until_step is None or r["step"] <= until_step]
-    if not lines:
-        raise VitscopeError(f"{run}/log.jsonl has no records")
-    seconds, prev = 0.0, 0
-    for rec in lines:
-        seconds += (rec["step"] - prev) * cfg["batch_size"] / rec["img_per_s"]
-        prev = rec["step"]
-    return {"steps": int(lines[-1]["step"]), "wall_seconds": round(seconds, 1),
-            "loss_first": lines[0]["loss"], "loss_last": lines[-1]["loss"]}
 
 
 def finetune_summary(run: Path, ckpt: Mapping[str, Any], folder: Path) -> dict[str, Any]:

@@ -7,7 +7,6 @@ SimMIM's masked L1 and MAE's normalised MSE near 1); the hybrid also shows its t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,37 +15,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from vitscope.errors import VitscopeError  # noqa: E402
 from vitscope.report.plots import save_figure  # noqa: E402
-from vitscope.results import missing_keys  # noqa: E402
 
 PARTS = {"loss_cl": "contrastive part", "loss_mim": "masked-image part"}
 
 
-def read_log(run: Path) -> list[dict[str, Any]]:
-    """The records of ``run/log.jsonl`` (a torn last line, as after a crash, is left out); a record
-    without the step, epoch or loss the curves need is a one-line error naming it."""
-    try:
-        lines = (run / "log.jsonl").read_text().splitlines()
-    except OSError as e:
-        raise VitscopeError(f"cannot read the training log of {run}: {e}") from e
-    records = []
-    for i, ln in enumerate(lines):
-        try:
-            record = json.loads(ln)
-        except json.JSONDecodeError:
-            continue
-        missing = missing_keys(record, {"step": None, "epoch": None, "loss": None})
-        if missing:
-            raise VitscopeError(f"{run}/log.jsonl line {i + 1} lacks {', '.join(missing)}: not a `vitscope pretrain` log")
-        records.append(record)
-    if not records:
-        raise VitscopeError(f"{run}/log.jsonl has no records")
-    return records
-
-
-def plot_training_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: Path) -> Path:
+def training_figure(runs: Sequence[tuple[str, list[dict[str, Any]]]]) -> Figure:
     """Loss vs epoch, one panel per ``(label, log records)``; loss parts dashed where logged."""
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False, layout="constrained")
     for ax, (label, recs) in zip(axes[0], runs):
@@ -59,4 +35,9 @@ def plot_training_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path:
         if len(ax.get_lines()) > 1:
             ax.legend(fontsize=8)
     fig.suptitle("pretraining loss (training curves, not a paper figure)", fontsize=10)
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_training_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: Path) -> Path:
+    """:func:`training_figure` saved as the PNG ``path``."""
+    return save_figure(training_figure(runs), path)

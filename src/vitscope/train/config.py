@@ -257,6 +257,17 @@ def check_resume(saved: dict[str, Any], overrides: dict[str, Any]) -> PretrainCo
     return apply_overrides(base, {k: v for k, v in overrides.items() if k in RUNTIME_KEYS}, "the command line")
 
 
+def config_for(overrides: dict[str, Any], resume: bool = False) -> PretrainConfig:
+    """The config of a run: the defaults with ``overrides`` applied, or, with ``resume``, the one
+    saved in the run folder (``overrides["out"]``) where ``overrides`` may change runtime keys only."""
+    if not resume:
+        return apply_overrides(PretrainConfig(), overrides, "the settings")
+    saved = Path(overrides.get("out", PretrainConfig.out)) / "config.json"
+    if not saved.is_file():
+        raise VitscopeError(f"resume: no run to continue ({saved} is missing); start it without resuming")
+    return check_resume(load_config_file(saved), overrides)
+
+
 def run_keys(cfg: PretrainConfig | dict[str, Any]) -> dict[str, Any]:
     """The settings that determine a run's result (all but :data:`RUNTIME_KEYS`)."""
     d = asdict(cfg) if isinstance(cfg, PretrainConfig) else dict(cfg)

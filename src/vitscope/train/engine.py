@@ -38,7 +38,8 @@ from tqdm import tqdm
 import vitscope.models  # noqa: F401  (registers the small-image ViTs)
 from vitscope.errors import Stopped, VitscopeError
 from vitscope.models.load import create_timm, load
-from vitscope.results import ensure_dir, write_atomic
+from vitscope.results import PRETRAIN, ensure_dir, provenance, write_atomic, write_results
+from vitscope.runlog import read_log, training_summary
 from vitscope.stopping import deferred_stop
 from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
@@ -55,6 +56,7 @@ from vitscope.train.simmim import SimMIM
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+SUMMARY = "pretrain.json"  # written when the run ends: its config, log and wall time (vitscope.read)
 
 
 def build_vit(spec: str, *, seed: int, drop_path: float = 0.0, kwargs: dict[str, Any] | None = None,
@@ -278,7 +280,9 @@ def _stop(trainer: Trainer, d: Dist, epoch: int, step: int, path: Path, signum: 
 
 def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Pretrain as ``cfg`` says (see module docstring); returns the last logged record. ``progress``:
-    a progress bar on the main process."""
+    a progress bar on the main process. When the run ends, the main process writes ``pretrain.json``
+    (kind ``vitscope-pretrain``: the resolved config, the log records, steps, wall time and first /
+    last loss) beside ``config.json``, ``log.jsonl`` and ``checkpoint.pt``."""
     d: Dist = setup(cfg.device)
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
@@ -347,4 +351,10 @@ def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -
             if (save or keep) and d.world > 1:
                 dist.barrier()
     runlog.close()
+    if d.main:
+        write_results(out / SUMMARY, {
+            "kind": PRETRAIN, "config": asdict(cfg), "training": training_summary(out), "log": read_log(out),
+            "checkpoint": CHECKPOINT, "provenance": provenance(out=str(out))})
+    if d.world > 1:
+        dist.barrier()  # every process may read the summary now
     return last
