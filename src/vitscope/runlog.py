@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from vitscope.errors import VitscopeError
-from vitscope.results import missing_keys, read_json
 
 LOG = "log.jsonl"
+NEEDED = ("step", "epoch", "loss")  # what every reader of the records indexes
 
 
 def read_log(run: Path) -> list[dict[str, Any]]:
@@ -31,7 +31,7 @@ def read_log(run: Path) -> list[dict[str, Any]]:
             record = json.loads(ln)
         except json.JSONDecodeError:
             continue
-        missing = missing_keys(record, {"step": None, "epoch": None, "loss": None})
+        missing = [k for k in NEEDED if not isinstance(record, dict) or record.get(k) is None]
         if missing:
             raise VitscopeError(f"{run}/{LOG} line {i + 1} lacks {', '.join(missing)}: not a `vitscope pretrain` log")
         records.append(record)
@@ -47,7 +47,7 @@ def training_summary(run: Path, until_step: int | None = None) -> dict[str, Any]
     Wall time is the sum of the logged intervals (``Δstep · batch / img_per_s``), so the gaps
     between resumed pieces of a run are not counted.
     """
-    batch = read_json(run / "config.json")["batch_size"]
+    batch = json.loads((run / "config.json").read_text())["batch_size"]
     records = [r for r in read_log(run) if until_step is None or r["step"] <= until_step]
     if not records:
         raise VitscopeError(f"{run}/{LOG} has no records up to step {until_step}")
