@@ -50,7 +50,7 @@ if [ $QUICK = 1 ]; then  # the zoo's models only
   METHODS=${kept# }
 fi
 
-if [ $QUICK = 1 ]; then   # CPU-sized: about 3.5 h on 2 cores, 2.7 h of it the 15 fine-tuning runs
+if [ $QUICK = 1 ]; then   # CPU-sized: about 4.5 h on 2 cores, 3.3 h of it the 18 fine-tuning runs
   : "${N_ANALYZE:=1000}" "${N_PROBE_TRAIN:=10000}" "${N_PROBE_VAL:=2000}" "${PROBE_EPOCHS:=20}"
   # fine-tuning on the probes' 10,000 / 2,000 images: the smallest budget measured to beat a linear
   # probe (docs/reproduction.md, "Fine-tuning that means something")
@@ -91,9 +91,31 @@ for m in $METHODS; do
   fi
 done
 
-# Fine-tuning, and with the first or last two blocks re-initialised (Park et al. Fig. F.3)
-for m in $METHODS; do
-  for variant in "" first last; do
+# The comparisons that need no fine-tuning come first, so that a run cut short already has them.
+if [ $MODELS_ONLY = 0 ]; then
+  # Minibatch CKA and prediction agreement (linear probes at the last block) of every pair (Shekhar Figs. 1, 2, 4)
+  set -- $METHODS
+  while [ $# -gt 1 ]; do
+    a=$1; shift
+    for b in "$@"; do
+      done_file "$OUT/cka-$a-$b/results.json" || \
+        V compare --model "$(zoo $a)" --model "$(zoo $b)" --probe "$OUT/probe-$a/probe.pt" \
+          --probe "$OUT/probe-$b/probe.pt" --data "$TEST" --images "$N_CKA" --device "$DEVICE" --out "$OUT/cka-$a-$b"
+    done
+  done
+
+  # Frequency-band noise and cue-conflict shape bias of the linear-probe classifiers (Park Fig. 8)
+  models=(); probes=()
+  for m in $METHODS; do models+=(--model "$(zoo $m)"); probes+=(--probe "$OUT/probe-$m/probe.pt"); done
+  cue=(); [ -n "${CUE:-}" ] && cue=(--cue-conflict "$CUE" --class-map cifar10)
+  done_file "$OUT/robustness/results.json" || \
+    V robustness "${models[@]}" "${probes[@]}" --data "$TEST" --images "$N_NOISE" "${cue[@]}" \
+      --device "$DEVICE" --out "$OUT/robustness"
+fi
+
+# Fine-tuning of every model, then with the first or last two blocks re-initialised (Park et al. Fig. F.3)
+for variant in "" first last; do
+  for m in $METHODS; do
     name=ft-$m${variant:+-$variant}
     reinit=(); [ -n "$variant" ] && reinit=(--reinit "$variant:2")
     resume=(); [ -f "$OUT/$name/checkpoint.pt" ] && resume=(--resume)
@@ -106,16 +128,6 @@ done
 
 [ $MODELS_ONLY = 1 ] && exit 0
 
-# Minibatch CKA and prediction agreement (linear probes at the last block) of every pair (Shekhar Figs. 1, 2, 4)
-set -- $METHODS
-while [ $# -gt 1 ]; do
-  a=$1; shift
-  for b in "$@"; do
-    done_file "$OUT/cka-$a-$b/results.json" || \
-      V compare --model "$(zoo $a)" --model "$(zoo $b)" --probe "$OUT/probe-$a/probe.pt" \
-        --probe "$OUT/probe-$b/probe.pt" --data "$TEST" --images "$N_CKA" --device "$DEVICE" --out "$OUT/cka-$a-$b"
-  done
-done
 # ... and of each pre-trained model against its fine-tuned self and against fine-tuned MoCo (Shekhar Fig. 5)
 for m in $METHODS; do
   done_file "$OUT/cka-$m-ft-$m/results.json" || \
@@ -125,14 +137,6 @@ for m in $METHODS; do
     V compare --model "$(zoo moco)" --model "$OUT/ft-$m/checkpoint.pt" --data "$TEST" --images "$N_CKA" \
       --layer-type block --device "$DEVICE" --out "$OUT/cka-moco-ft-$m"
 done
-
-# Frequency-band noise and cue-conflict shape bias of the linear-probe classifiers (Park Fig. 8)
-models=(); probes=()
-for m in $METHODS; do models+=(--model "$(zoo $m)"); probes+=(--probe "$OUT/probe-$m/probe.pt"); done
-cue=(); [ -n "${CUE:-}" ] && cue=(--cue-conflict "$CUE" --class-map cifar10)
-done_file "$OUT/robustness/results.json" || \
-  V robustness "${models[@]}" "${probes[@]}" --data "$TEST" --images "$N_NOISE" "${cue[@]}" \
-    --device "$DEVICE" --out "$OUT/robustness"
 
 labels=(); for m in $METHODS; do labels+=(--label "$m"); done
 V plot $(for m in $METHODS; do echo "$OUT/analyze-$m"; done) "${labels[@]}" --out "$OUT/overlay"
