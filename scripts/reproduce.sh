@@ -50,7 +50,7 @@ if [ $QUICK = 1 ]; then  # the zoo's models only
   METHODS=${kept# }
 fi
 
-if [ $QUICK = 1 ]; then   # CPU-sized: about 4.5 h on 2 cores, 3.3 h of it the 18 fine-tuning runs
+if [ $QUICK = 1 ]; then   # CPU-sized: about 75 min on 2 cores (AMD EPYC, AVX2), 70 of them the 15 fine-tuning runs
   : "${N_ANALYZE:=1000}" "${N_PROBE_TRAIN:=10000}" "${N_PROBE_VAL:=2000}" "${PROBE_EPOCHS:=20}"
   # fine-tuning on the probes' 10,000 / 2,000 images: the smallest budget measured to beat a linear
   # probe (docs/reproduction.md, "Fine-tuning that means something")
