@@ -32,3 +32,10 @@ def test_help_and_usage_errors_import_no_heavy_package(argv):
     code, imported = run_cli(*argv)
     assert code == (0 if "--help" in argv else 2)
     assert imported == [], f"vitscope {' '.join(argv)} imported {imported}"
+
+
+def test_zoo_listing_imports_no_heavy_package():
+    """`vitscope zoo` reads the manifest with the standard library (vitscope.zoo_manifest): it lists the
+    models in well under a second instead of the seconds an import of torch takes."""
+    code, imported = run_cli("zoo")
+    assert code == 0 and imported == [], imported

@@ -34,7 +34,7 @@ def zoo() -> pd.DataFrame:
 
     >>> vitscope.zoo()[["spec", "method", "knn_last_block"]]
     """
-    from vitscope.models.zoo import manifest
+    from vitscope.zoo_manifest import manifest
 
     rows = [{"name": name, "spec": f"zoo:{name}", **{k: e.get(k) for k in ("method", "architecture", "data", "epochs",
                                                                           "hardware", "bytes", "sha256")},

@@ -33,7 +33,7 @@ def machine() -> str:
 def _list(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    from vitscope.models.zoo import describe, manifest, zoo_dir
+    from vitscope.zoo_manifest import describe, manifest, zoo_dir  # no torch: listing stays fast
 
     models = manifest()
     if not models:
@@ -57,7 +57,8 @@ def _add(
     note: Annotated[str, typer.Option(help="free text for the manifest")] = "",
     zoo_dir: Annotated[Optional[Path], typer.Option(help="zoo folder [default: $VITSCOPE_ZOO or the package's]")] = None,
 ) -> None:
-    from vitscope.models.zoo import add_entry, describe
+    from vitscope.models.zoo import add_entry
+    from vitscope.zoo_manifest import describe
 
     e = add_entry(name, run, probe=probe, hardware=hardware or machine(), budget=budget, data=data,
                   folder=zoo_dir, note=note)

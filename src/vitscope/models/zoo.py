@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,31 +28,8 @@ from vitscope.models.checkpoints import evaluated_encoder, load_strict, read_che
 from vitscope.models.converters import VITSCOPE_FORMAT
 from vitscope.models.timm_factory import create_timm
 from vitscope.runlog import training_summary
-from vitscope.results import FINETUNE, PROBE, probe_accuracies, read_json, read_results, write_atomic, write_json
-
-MANIFEST = "manifest.json"
-
-
-def zoo_dir() -> Path:
-    """The zoo folder: ``$VITSCOPE_ZOO`` if set, else the package's own ``vitscope/zoo``."""
-    env = os.environ.get("VITSCOPE_ZOO")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "zoo"
-
-
-def manifest(folder: Path | None = None) -> dict[str, dict[str, Any]]:
-    """``{name: entry}`` from the zoo's ``manifest.json`` (empty when there is none)."""
-    path = (folder or zoo_dir()) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = read_json(path)
-    except (OSError, ValueError) as e:
-        raise VitscopeError(f"zoo manifest {path} is unreadable: {e}") from e
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, dict):
-        raise VitscopeError(f"zoo manifest {path} has no 'models' mapping")
-    return models
-
+from vitscope.results import FINETUNE, PROBE, probe_accuracies, read_results, write_atomic, write_json
+from vitscope.zoo_manifest import MANIFEST, describe, manifest, zoo_dir  # noqa: F401  (the zoo's API re-exports them)
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -94,21 +70,6 @@ def load_zoo(name: str, folder: Path | None = None) -> nn.Module:
     model = create_timm(e["arch"], pretrained=False, **e.get("arch_kwargs", {}))
     load_strict(model, state, f"zoo model '{name}' ({path})")
     return model
-
-
-def describe(name: str, e: Mapping[str, Any]) -> str:
-    """One manifest line: ``NAME  method  arch  epochs  budget  k-NN / linear`` (a fine-tuned model:
-    its validation accuracy)."""
-    acc = e.get("accuracy", {})
-    knn, lin = acc.get("knn_last_block"), acc.get("linear_last_block")
-    accs = (f"20-NN {knn:.3f}" if knn is not None else "20-NN -") + \
-           (f", linear {lin:.3f}" if lin is not None else ", linear -")
-    if "source" in e and not acc:
-        return (f"zoo:{name:18s} {e.get('method')} {e.get('architecture')}, {e.get('epochs')} epochs on "
-                f"{e.get('data')} ({e.get('budget')}); val accuracy {e['training']['val_accuracy']:.3f}")
-    return (f"zoo:{name:18s} {e.get('method', '?'):7s} {e.get('architecture', e.get('arch', '?'))}, "
-            f"{e.get('epochs', '?')} epochs on {e.get('data', '?')} ({e.get('budget', '?')}); {accs} "
-            f"(last block, {acc.get('feature', 'cls')})")
 
 
 def _last(values: list[float] | None) -> float | None:
