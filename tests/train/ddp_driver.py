@@ -7,7 +7,7 @@ import sys
 import torch
 
 from vitscope.train.config import PretrainConfig, apply_overrides, resolve
-from vitscope.train.distributed import mean_over_processes, setup
+from vitscope.train.distributed import mean_over_processes, setup, teardown
 from vitscope.train.engine import Trainer, _seed_all
 from vitscope.train.gpu_data import open_training_images
 
@@ -27,6 +27,7 @@ def main(config: str, out: str) -> None:
     if d.main:
         weights = {n: p.detach().clone() for n, p in trainer.objective.named_parameters()}
         torch.save({"steps": steps, "weights": weights, "lr": [g["lr"] for g in trainer.optimizer.param_groups]}, out)
+    teardown()  # rank 1 must not exit while rank 0 still writes (it aborted once under load)
 
 
 if __name__ == "__main__":

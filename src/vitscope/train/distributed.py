@@ -42,6 +42,15 @@ def setup(device: str = "auto") -> Dist:
     return Dist(rank, world, local, dev)
 
 
+def teardown() -> None:
+    """Leave the process group once every process got here (a barrier, then destroy). A process that
+    exits with its gloo/NCCL threads still alive can abort ("terminate called without an active
+    exception", SIGABRT) while a slower peer is still writing its files, and fail the whole run."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 

@@ -45,7 +45,7 @@ from vitscope.train import checkpoint
 from vitscope.train.augment import BatchRandom
 from vitscope.train.config import PretrainConfig, apply_overrides, lr_at, momentum_at, resolve, run_keys, weight_decay_at
 from vitscope.train.dino import DINO
-from vitscope.train.distributed import Dist, mean_over_processes, setup
+from vitscope.train.distributed import Dist, mean_over_processes, setup, teardown
 from vitscope.train.encoder import ViTEncoder, xavier_patch_embed
 from vitscope.train.gpu_data import open_training_images
 from vitscope.train.hybrid import Hybrid, gradient_cosines
@@ -272,8 +272,7 @@ def _stop(trainer: Trainer, d: Dist, epoch: int, step: int, path: Path, signum: 
     """Save the state after ``step`` (mid-epoch ``epoch``) to ``path`` and raise :class:`Stopped`."""
     if d.main:
         checkpoint.save(path, trainer.state(epoch, step))
-    if d.world > 1:
-        dist.barrier()
+    teardown()
     raise Stopped(signum, f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved to {path}; "
                           f"continue with: vitscope pretrain --resume --out {path.parent}")
 
@@ -355,6 +354,5 @@ def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -
         write_results(out / SUMMARY, {
             "kind": PRETRAIN, "config": asdict(cfg), "training": training_summary(out), "log": read_log(out),
             "checkpoint": CHECKPOINT, "provenance": provenance(out=str(out))})
-    if d.world > 1:
-        dist.barrier()  # every process may read the summary now
+    teardown()  # every process may read the summary now; the process group is left cleanly
     return last
