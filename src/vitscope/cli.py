@@ -74,6 +74,19 @@ def _stop_handler(main_pid: int) -> Callable[[int, object], None]:
     return handler
 
 
+def _interruption(e: BaseException | None) -> int | None:
+    """The signal of the Ctrl-C / stop that ``e`` is, or was raised while handling, else None. A
+    library's clean-up can raise its own error while an interruption unwinds it (torch.save's zip
+    writer: ``RuntimeError: ... unexpected pos``); the interruption is still what ended the run."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (Interrupted, KeyboardInterrupt)):
+            return getattr(e, "signum", signal.SIGINT)
+        seen.add(id(e))
+        e = e.__context__
+    return None
+
+
 def _interrupted(signum: int) -> tuple[str, int]:
     """The line and exit code (128 + signal) of a run ended by signal ``signum``."""
     by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
@@ -98,8 +111,11 @@ def _run(argv: list[str] | None) -> tuple[str, int] | int:
         return f"error: {e.strerror}" + (f": '{e.filename}'" if e.filename else ""), 2
     except Stopped as e:
         return str(e), 128 + e.signum
-    except (Interrupted, KeyboardInterrupt) as e:
-        return _interrupted(getattr(e, "signum", signal.SIGINT))
+    except BaseException as e:  # noqa: BLE001 - an interruption, however a library reported it
+        signum = _interruption(e)
+        if signum is None:
+            raise
+        return _interrupted(signum)
     if code == 130:  # typer's own translation of a KeyboardInterrupt
         return "interrupted", 130
     return code or 0
