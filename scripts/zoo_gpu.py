@@ -154,8 +154,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "vitscope", "zoo", "add", f"{m}-cifar10", "--run", str(run),
                         "--probe", str(a.out / f"probe-{m}"), "--zoo-dir", str(a.out / "zoo"),
                         "--hardware", f"1x {gpu} shared by {len(a.methods)} concurrent runs; {os.cpu_count()} CPU cores",
-                        "--budget", f"GPU, {epochs} epochs ({steps:,} steps of {a.batch_size}) in bf16 autocast, "
-                                    f"{wall / 60:.1f} min wall",
+                        "--budget", (f"GPU, {epochs} epochs ({steps:,} steps of {a.batch_size}) in bf16 autocast, "
+                                     f"{wall / 60:.1f} min wall"),
                         "--note", note], check=False)
     print(f"done in {time.time() - t0:.0f} s", flush=True)
 

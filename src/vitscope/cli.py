@@ -111,7 +111,7 @@ def _run(argv: list[str] | None) -> tuple[str, int] | int:
         return f"error: {e.strerror}" + (f": '{e.filename}'" if e.filename else ""), 2
     except Stopped as e:
         return str(e), 128 + e.signum
-    except BaseException as e:  # noqa: BLE001 - an interruption, however a library reported it
+    except BaseException as e:  # an interruption, however a library reported it
         signum = _interruption(e)
         if signum is None:
             raise
