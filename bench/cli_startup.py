@@ -1,4 +1,4 @@
-"""How long the command line takes to answer ``--help`` and a usage error, against importing torch and timm.
+"""How long the command line takes to answer ``--help``, a usage error and ``vitscope zoo``, against importing torch and timm.
 
     python bench/cli_startup.py [--repeats 7]
 
@@ -20,6 +20,7 @@ VARIANTS = {
     "vitscope --help": [sys.executable, "-m", "vitscope", "--help"],
     "vitscope analyze --help": [sys.executable, "-m", "vitscope", "analyze", "--help"],
     "usage error (vitscope probe --bogus)": [sys.executable, "-m", "vitscope", "probe", "--bogus"],
+    "vitscope zoo (the listing)": [sys.executable, "-m", "vitscope", "zoo"],
     "python -c 'import torch, timm'": [sys.executable, "-c", "import torch, timm"],
 }
 
