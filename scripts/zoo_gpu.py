@@ -89,6 +89,7 @@ def main() -> None:
     spe = len(images) // a.batch_size
 
     # 1. time every run side by side
+    t_launch = time.time()
     cal = {m: pretrain(m, train, a.out / f"calibrate-{m}", a.max_epochs, a.batch_size) for m in a.methods}
     started = {}
     while time.time() - t0 < 150:
@@ -109,7 +110,7 @@ def main() -> None:
         if len(r) < 2:
             sys.exit(f"{m}: fewer than two log records after {a.calibrate:.0f} s: raise --calibrate")
         rates[m] = (r[-1]["step"] - r[1]["step"]) / (r[-1]["time"] - r[1]["time"])  # past the first log: warm
-    startup = max(started.values()) - t0 + 5
+    startup = max(started.values()) - t_launch + 5  # a run's start-up to its first log (not the decoding above)
     window = a.train_until - (time.time() - t0) - startup
     epochs = max(1, min(a.max_epochs, int(0.9 * window * min(rates.values()) / spe)))
     print(f"steps/s side by side: { {m: round(v, 1) for m, v in rates.items()} }; "
