@@ -5,9 +5,9 @@
 
 CIFAR_ROOT is an ImageFolder with train/ and test/. The runs share the GPU as concurrent processes
 (the zoo architecture, 6 blocks of width 96, is far too small to fill one alone). The recipe is each
-model's CPU zoo v2 recipe (src/vitscope/zoo/manifest.json) with three changes for the GPU: batch 512
-(not 128), the peak learning rate doubled (the square-root scaling of AdamW learning rates with the
-batch), and a warm-up of 10% of the run; bf16 autocast. DINO keeps its prototypes frozen for the whole
+model's zoo recipe (its line in the zoo's manifest) with three changes for the GPU: batch 512 (the CPU
+runs used 128), the peak learning rate scaled by the square root of the batch ratio (doubled from 128:
+the square-root scaling of AdamW learning rates), and a warm-up of 10% of the run; bf16 autocast. DINO keeps its prototypes frozen for the whole
 run, as on the CPU. The epoch count is not guessed: every run first trains for ``--calibrate`` seconds
 side by side, the slowest one's steps per second fix the largest whole number of epochs (at most
 ``--max-epochs``) that ends by ``--train-until`` seconds after the start, with a 10% margin. A run still
@@ -28,14 +28,16 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from vitscope.errors import VitscopeError
+from vitscope.runlog import read_log, training_summary
+from vitscope.zoo_manifest import manifest
+
 STEPS_PER_LOG = 20
 
 
 def recipe(method: str) -> dict:
-    """The CPU zoo v2 recipe of ``method`` (the config keys a run is reproduced from)."""
-    models = json.loads((REPO / "src/vitscope/zoo/manifest.json").read_text())["models"]
-    return dict(models[f"{method}-cifar10"]["recipe"])
+    """The zoo recipe of ``method`` (the config keys a run is reproduced from)."""
+    return dict(manifest()[f"{method}-cifar10"]["recipe"])
 
 
 def gpu_config(method: str, data: str, out: Path, epochs: int, batch: int) -> dict:
@@ -62,11 +64,11 @@ def pretrain(method: str, data: str, out: Path, epochs: int, batch: int) -> subp
 
 
 def records(run: Path) -> list[dict]:
+    """The run's log records so far (none yet: empty); a torn last line is left out."""
     try:
-        lines = (run / "log.jsonl").read_text().splitlines()
-    except OSError:
+        return read_log(run)
+    except VitscopeError:
         return []
-    return [json.loads(ln) for ln in lines[:-1]]  # the last line may be half written
 
 
 def main() -> None:
@@ -83,7 +85,7 @@ def main() -> None:
     t0 = time.time()
     train, test = f"{a.data}/train", f"{a.data}/test"
     a.out.mkdir(parents=True, exist_ok=True)
-    from vitscope.train.gpu_data import load_folder_cached
+    from vitscope.train.gpu_data import load_folder_cached  # imports torch
 
     images, _ = load_folder_cached(Path(train), workers=os.cpu_count() or 4)  # decoded once, not by every run
     spe = len(images) // a.batch_size
@@ -140,14 +142,11 @@ def main() -> None:
     for m, proc in probes.items():
         proc.wait()
         run = a.out / f"pretrain-{m}"
-        steps, wall = (records(run) or [{"step": 0}])[-1]["step"], time.time() - t_train
-        summary = run / "pretrain.json"
-        if summary.is_file():
-            done = json.loads(summary.read_text())["training"]
-            steps, wall = done.get("steps", steps), done.get("wall_seconds", wall)
-        note = (f"zoo v2 (GPU): vitscope pretrain at {a.commit}, scripts/zoo_gpu.py: the CPU zoo v2 recipe of this "
-                f"method with batch {a.batch_size} (not 128), lr x{math.sqrt(a.batch_size / 128):g} (square-root "
-                f"scaling), warm-up 10% of the run, bf16 autocast, {len(a.methods)} runs sharing the GPU")
+        done = training_summary(run)  # what `zoo add` records, also for a run stopped at the deadline
+        cpu_batch = recipe(m)["batch_size"]
+        note = (f"zoo v2 (GPU): vitscope pretrain at {a.commit}, scripts/zoo_gpu.py: the zoo recipe of this method "
+                f"with batch {a.batch_size} (not {cpu_batch}), lr x{math.sqrt(a.batch_size / cpu_batch):g} "
+                f"(square-root scaling), warm-up 10% of the run, bf16 autocast, {len(a.methods)} runs sharing the GPU")
         if m == "dino":
             note += "; deviation: the K = 4,096 prototypes stay frozen for the whole run; the shipped encoder is the EMA teacher"
         if m == "hybrid":
@@ -155,8 +154,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "vitscope", "zoo", "add", f"{m}-cifar10", "--run", str(run),
                         "--probe", str(a.out / f"probe-{m}"), "--zoo-dir", str(a.out / "zoo"),
                         "--hardware", f"1x {gpu} shared by {len(a.methods)} concurrent runs; {os.cpu_count()} CPU cores",
-                        "--budget", (f"GPU, {epochs} epochs ({steps:,} steps of {a.batch_size}) in bf16 autocast, "
-                                     f"{wall / 60:.1f} min wall"),
+                        "--budget", (f"GPU, {epochs} epochs ({done['steps']:,} steps of {a.batch_size}) in bf16 "
+                                     f"autocast, {done['wall_seconds'] / 60:.1f} min wall"),
                         "--note", note], check=False)
     print(f"done in {time.time() - t0:.0f} s", flush=True)
 

@@ -57,7 +57,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import time
 
-        from vitscope.models.zoo import describe, entry
+        from vitscope.models.zoo import entry
+        from vitscope.zoo_manifest import describe
 
         t0 = time.perf_counter()
         for spec in MODELS.values():

@@ -29,7 +29,8 @@ from vitscope.models.converters import VITSCOPE_FORMAT
 from vitscope.models.timm_factory import create_timm
 from vitscope.runlog import training_summary
 from vitscope.results import FINETUNE, PROBE, probe_accuracies, read_results, write_atomic, write_json
-from vitscope.zoo_manifest import MANIFEST, describe, manifest, zoo_dir  # noqa: F401  (the zoo's API re-exports them)
+from vitscope.zoo_manifest import MANIFEST, manifest, zoo_dir
+
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
