@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from vitscope.train.augment import BatchRandom, dino_views
 from vitscope.train.config import PretrainConfig, apply_overrides, parse_set, resolve, weight_decay_at
-from vitscope.train.dino import (DINO, DINOHead, default_local_size, dino_loss, mean_entropy, teacher_probs, teacher_temp_at,
-                                 updated_center)
+from vitscope.train.dino import (DINO, DINOHead, default_local_size, dino_loss, koleo_loss, mean_entropy, sinkhorn_knopp,
+                                 teacher_probs, teacher_temp_at, updated_center)
 from vitscope.train.encoder import ViTEncoder
 from vitscope.train.engine import build_objective, param_groups
 
@@ -150,7 +150,7 @@ def test_local_crops_use_the_resampled_position_embedding(dino):
     views = model.make_views(imgs, BatchRandom(0, 0, 2, 0, 2, torch.device("cpu")), torch.zeros(3), torch.ones(3))
     assert [tuple(v.shape[-2:]) for v in views] == [(16, 16), (16, 16), (8, 8), (8, 8)]
     # the student encodes crops of one size together; the result equals crop by crop
-    logits = model.student_logits(views)
+    _, logits = model.student_outputs(views)
     torch.testing.assert_close(logits[3], model.head(enc.pooled(enc(views[3]))), atol=1e-5, rtol=1e-4)
 
 
@@ -204,3 +204,83 @@ def test_norm_last_layer_setting_reaches_the_head(tiny_vit):
     assert build_objective(cfg, encoder).head.gains is not None
     assert build_objective(resolve(PretrainConfig(method="dino", dino_out_dim=16, dino_hidden_dim=32)),
                            encoder).head.gains is None
+
+
+def test_sinkhorn_knopp_worked_example():
+    # g = [[log 3, 0], [0, 0]], τ = 1: Q = exp(g)ᵀ / 6 = [[1/2, 1/6], [1/6, 1/6]] (K × B).
+    # Rows to 1/K: [[3/8, 1/8], [1/4, 1/4]]; columns to 1/B: [[3/10, 1/6], [1/5, 1/3]]; × B, transposed:
+    q = sinkhorn_knopp(torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]]), 1.0, iterations=1)
+    torch.testing.assert_close(q, torch.tensor([[0.6, 0.4], [1 / 3, 2 / 3]]))
+    # each sample's row is a distribution after every iteration; the prototypes' totals (B/K = 1 each)
+    # are 14/15 and 16/15 after one iteration and converge to 1
+    torch.testing.assert_close(q.sum(1), torch.ones(2))
+    torch.testing.assert_close(q.sum(0), torch.tensor([14 / 15, 16 / 15]))
+    many = sinkhorn_knopp(torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]]), 1.0, iterations=100)
+    torch.testing.assert_close(many.sum(0), torch.ones(2))
+    torch.testing.assert_close(many.sum(1), torch.ones(2))
+
+
+def test_sinkhorn_knopp_equipartitions_a_batch_that_prefers_one_prototype():
+    torch.manual_seed(0)
+    g = torch.rand(64, 8) * 2 - 1
+    g[:, 0] += 1.0  # every image prefers prototype 0: softmax gives it most of the mass, Sinkhorn–Knopp does not
+    q = sinkhorn_knopp(g, 0.04, iterations=3)
+    torch.testing.assert_close(q.sum(1), torch.ones(64))
+    assert teacher_probs(g, torch.zeros(1, 8), 0.04).sum(0)[0] > 32  # softmax: most of the batch on prototype 0
+    assert (q.sum(0) - 64 / 8).abs().max() < 2  # Sinkhorn–Knopp: near B/K = 8 each after 3 iterations,
+    torch.testing.assert_close(sinkhorn_knopp(g, 0.04, iterations=200).sum(0), torch.full((8,), 8.0))  # B/K at the limit
+    # a constant added to every logit changes nothing, even where exp(g / τ) alone would overflow float32
+    # (g / τ ≈ 150 > 88.7): the global maximum is subtracted first. Tolerance: float32 rounding of g / τ
+    # near 175 (ulp 1.5e-5) is a relative error of that size in exp
+    assert torch.isinf(torch.exp((g + 5.0) / 0.04)).any()
+    torch.testing.assert_close(sinkhorn_knopp(g + 5.0, 0.04), q, rtol=1e-4, atol=1e-6)
+
+
+def test_koleo_loss_hand_computed():
+    # unit vectors at 0°, 60° and 180° (lengths 1, 3, 2: KoLeo normalises them); nearest neighbours
+    # 0° → 60° (chord 1), 60° → 0° (chord 1), 180° → 60° (chord 2 sin 60° = √3)
+    x = torch.tensor([[1.0, 0.0], [1.5, 1.5 * math.sqrt(3)], [-2.0, 0.0]])
+    assert koleo_loss(x).item() == pytest.approx(-(0 + 0 + math.log(math.sqrt(3))) / 3, abs=1e-6)
+    # its gradient spreads the points: a step along it raises the nearest-neighbour distances
+    x.requires_grad_(True)
+    koleo_loss(x).backward()
+    with torch.no_grad():
+        assert koleo_loss(x - 0.1 * x.grad).item() < koleo_loss(x).item()
+
+
+def test_sinkhorn_centring_and_koleo_in_the_objective(dino):
+    model = dino(centering="sinkhorn", sinkhorn_iterations=3, koleo_weight=0.1)
+    v1, v2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        t = model.teacher_head(model.teacher.pooled(model.teacher(torch.cat([v1, v2]))))
+        p = sinkhorn_knopp(t, model.teacher_temp(), 3)
+        out = model(v1, v2)
+    feats, student = model.student_outputs((v1, v2))
+    distill = dino_loss(student, list(p.chunk(2)), model.student_temp)
+    koleo = koleo_loss(feats[:4]) + koleo_loss(feats[4:])
+    torch.testing.assert_close(out["loss"], distill + 0.1 * koleo, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["kl"], distill - mean_entropy(p), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["koleo"], koleo, atol=1e-5, rtol=1e-5)
+    assert model.center.abs().sum() == 0  # Sinkhorn–Knopp replaces the centre: it stays unused
+    with pytest.raises(ValueError, match="centring"):
+        dino(centering="mean")
+
+
+def test_last_layer_lr_factor_and_weight_decay_switch(tmp_path):
+    from vitscope.train.distributed import setup
+    from vitscope.train.engine import Trainer
+
+    cfg = resolve(apply_overrides(PretrainConfig(method="dino", dino_out_dim=16, dino_hidden_dim=32, epochs=8,
+                                                 batch_size=8, model_kwargs=dict(img_size=16, embed_dim=32, depth=1, num_heads=2)),
+                                  parse_set(["dino_last_layer_lr=0.1", "dino_last_layer_decay=false"]), "--set"))
+    trainer = Trainer(cfg, setup("cpu"))
+    groups = trainer.optimizer.param_groups
+    assert [id(p) for p in groups[2]["params"]] == [id(trainer.objective.head.prototypes)]
+    assert all(id(p) != id(trainer.objective.head.prototypes) for g in groups[:2] for p in g["params"])
+    images = torch.randint(0, 256, (cfg.batch_size, 3, 16, 16), dtype=torch.uint8)
+    trainer.step(images, 300, 100)  # epoch 3 of 8: past the freeze, before the end of the cosine
+    lr = groups[0]["lr"]
+    assert lr > 0 and groups[2]["lr"] == pytest.approx(0.1 * lr) and groups[1]["lr"] == lr
+    assert groups[0]["weight_decay"] == pytest.approx(weight_decay_at(300, 800, cfg)) and groups[2]["weight_decay"] == 0
+    with pytest.raises(Exception, match="dino_centering"):
+        resolve(PretrainConfig(method="dino", dino_centering="mean"))

@@ -24,6 +24,7 @@ from vitscope.schedule import warmup_cosine
 
 METHODS = ("moco", "dino", "simmim", "mae", "hybrid")
 MIM_METHODS = ("simmim", "mae")
+DINO_CENTERINGS = ("ema", "sinkhorn")  # DINO's teacher centring: its EMA centre, or Sinkhorn–Knopp (DINOv2)
 
 #: Per-method defaults after the official recipes: MoCo v3 ViT (AdamW, base lr 1.5e-4 per
 #: 256 images, wd 0.1), SimMIM ViT-B (base lr 1e-4 per 512 = 5e-5 per 256, wd 0.05),
@@ -96,6 +97,11 @@ class PretrainConfig:
     dino_freeze_last_layer: float = 1.0  # epochs with the prototypes frozen
     dino_norm_last_layer: bool = True  # prototype norms fixed to 1 (official default); False: learnable (ViT-S/16)
     dino_global_crop_min: float | None = None  # default 0.4 with local crops, 0.14 without (official advice)
+    dino_last_layer_lr: float = 1.0  # the prototypes' (and norms') lr as a fraction of the lr, once unfrozen
+    dino_last_layer_decay: bool = True  # weight decay on the prototypes (official: yes)
+    dino_centering: str = "ema"  # ema (DINO's centre) | sinkhorn (Sinkhorn–Knopp, DINOv2; beyond the DINO paper)
+    dino_sinkhorn_iterations: int = 3  # DINOv2's default
+    dino_koleo: float = 0.0  # weight of the KoLeo regulariser (DINOv2: 0.1; beyond the DINO paper)
     local_crops: int = 0  # DINO's small crops per image
     local_crop_size: int | None = None  # default 96/224 of the input, in whole patches
     # masked image modelling
@@ -219,6 +225,12 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
                             "the model's own grid")
     if min(cfg.dino_teacher_temp, cfg.dino_warmup_teacher_temp, cfg.dino_student_temp) <= 0:
         raise VitscopeError("DINO temperatures must be positive")
+    if cfg.dino_centering not in DINO_CENTERINGS:
+        raise VitscopeError(f"unknown dino_centering '{cfg.dino_centering}'. Valid options are: {list(DINO_CENTERINGS)}")
+    if cfg.dino_sinkhorn_iterations < 1 or cfg.dino_koleo < 0 or cfg.dino_last_layer_lr < 0:
+        raise VitscopeError(f"dino_sinkhorn_iterations must be ≥ 1 (got {cfg.dino_sinkhorn_iterations}), "
+                            f"dino_koleo ≥ 0 (got {cfg.dino_koleo}) and dino_last_layer_lr ≥ 0 "
+                            f"(got {cfg.dino_last_layer_lr})")
     mim = cfg.mim if cfg.method == "hybrid" else cfg.method
     d = dict(METHOD_DEFAULTS[cfg.method])
     if mim in METHOD_DEFAULTS and "mask_ratio" in METHOD_DEFAULTS[mim]:

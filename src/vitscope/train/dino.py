@@ -20,6 +20,13 @@ student, through a cross-entropy between their distributions over K prototypes:
   recipe's 0.07 (:func:`teacher_temp_at`); student P_s = softmax(g_s / 0.1). On the zoo's
   CIFAR-10 ViT a warm-up to 0.07 in 1.6 epochs collapsed to the uniform distribution
   (docs/pretrain.md), as the official help warns ("anything above 0.07 is unstable").
+- **Sinkhorn–Knopp centring** (``centering="sinkhorn"``, beyond the DINO paper: SwAV, Caron et al.
+  2020, Alg. 1; DINOv2's ``sinkhorn_knopp_teacher``): instead of the EMA centre, the teacher's
+  assignments over the global batch are made equipartitioned by :func:`sinkhorn_knopp`, so that no
+  prototype dominates and no image's distribution is flattened to the batch mean.
+- **KoLeo** (``koleo_weight`` > 0, beyond the DINO paper: DINOv2 Sec. 4, weight 0.1): a term
+  −(1/B) Σ_b log min_{b'≠b} ‖x_b − x_b'‖ on the ℓ2-normalised encoder outputs of each global crop
+  (:func:`koleo_loss`), which spreads the images of a batch over the sphere.
 - **Collapse monitors**: the forward pass also returns the teacher entropy and the KL
   divergence between teacher and student (:func:`mean_entropy`), logged every ``log_every`` steps.
 - **Loss** (:func:`dino_loss`): the mean over pairs (global crop i of the teacher, crop v of
@@ -43,11 +50,13 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from vitscope.train.augment import BatchRandom, ViewSpec, dino_views, make_view
-from vitscope.train.distributed import mean_over_processes
+from vitscope.train.config import DINO_CENTERINGS  # ema | sinkhorn
+from vitscope.train.distributed import mean_over_processes, sum_over_processes, world_size
 from vitscope.train.encoder import ViTEncoder
 
 
@@ -103,6 +112,41 @@ def dino_loss(student_logits: list[torch.Tensor], teacher: list[torch.Tensor], s
     return total / terms
 
 
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, iterations: int = 3) -> torch.Tensor:
+    """Teacher assignments by Sinkhorn–Knopp (SwAV Alg. 1, DINOv2's ``sinkhorn_knopp_teacher``): ``[B, K]``.
+
+    Q = exp(g_t / τ_t)ᵀ (K × B, B the global batch over all processes), scaled to sum 1, then
+    ``iterations`` times: every prototype's row scaled to total 1/K, every sample's column to 1/B;
+    returned as B·Qᵀ, so each sample's row is a distribution (sums to 1) and, after the last column
+    step, each prototype receives B/K of the mass up to the residual of the iterations. The global
+    maximum of g_t is subtracted first (a common factor of Q, which the first scaling removes), so
+    learnable prototype norms cannot overflow exp.
+    """
+    logits = teacher_logits.float() / temperature
+    top = logits.max().reshape(1)
+    if world_size() > 1:
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    q = torch.exp(logits - top).t()  # K × B_local
+    k, b = q.shape[0], q.shape[1] * world_size()
+    q /= sum_over_processes(q.sum())
+    for _ in range(iterations):
+        q /= sum_over_processes(q.sum(dim=1, keepdim=True)) * k
+        q /= q.sum(dim=0, keepdim=True) * b
+    return (q * b).t()
+
+
+def koleo_loss(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Kozachenko–Leonenko entropy estimator as a loss (Sablayrolles et al. 2019; DINOv2 Sec. 4):
+    −(1/B) Σ_b log(‖x̂_b − x̂_{n(b)}‖ + ε), x̂ = x / ‖x‖ and n(b) the nearest other row of the batch."""
+    x = F.normalize(features.float(), dim=-1, eps=eps)
+    with torch.no_grad():
+        dots = x @ x.t()
+        dots.fill_diagonal_(-2.0)  # below any cosine: a row is never its own neighbour
+        nearest = dots.argmax(dim=1)
+    return -torch.log(F.pairwise_distance(x, x[nearest], eps=eps) + eps).mean()
+
+
 def mean_entropy(probs: torch.Tensor) -> torch.Tensor:
     """Mean over rows of H(p) = −Σ_k p(k) log p(k) (0·log 0 = 0), in nats.
 
@@ -142,7 +186,8 @@ class DINO(nn.Module):
     def __init__(self, encoder: ViTEncoder, *, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  student_temp: float = 0.1, teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: float = 0.0, center_momentum: float = 0.9,
-                 freeze_last_layer: float = 1.0, norm_last_layer: bool = True,
+                 freeze_last_layer: float = 1.0, norm_last_layer: bool = True, centering: str = "ema",
+                 sinkhorn_iterations: int = 3, koleo_weight: float = 0.0,
                  global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4), local_crops: int = 0,
                  local_size: int | None = None) -> None:
         super().__init__()
@@ -154,6 +199,9 @@ class DINO(nn.Module):
             p.requires_grad = False
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.student_temp, self.center_momentum = student_temp, center_momentum
+        if centering not in DINO_CENTERINGS:
+            raise ValueError(f"unknown DINO centring '{centering}'; valid: {list(DINO_CENTERINGS)}")
+        self.centering, self.sinkhorn_iterations, self.koleo_weight = centering, sinkhorn_iterations, koleo_weight
         self.temps = (warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)
         self.freeze_last_layer = freeze_last_layer
         self.view_specs: tuple[ViewSpec, ...] = dino_views(global_scale, local_scale, local_crops)
@@ -195,24 +243,35 @@ class DINO(nn.Module):
             for p in self.head.last_layer():
                 p.grad = None
 
-    def student_logits(self, views: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-        """Head outputs of every crop; crops of one size share one encoder pass."""
+    def student_outputs(self, views: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(pooled encoder outputs of the two global crops ``[2B, D]``, head outputs of every crop);
+        crops of one size share one encoder pass."""
         enc = self.encoder
         feats = [enc.pooled(enc(torch.cat(views[:2])))]
         if len(views) > 2:
             feats.append(enc.pooled(enc(torch.cat(views[2:]))))
-        return list(self.head(torch.cat(feats)).chunk(len(views)))
+        return feats[0], list(self.head(torch.cat(feats)).chunk(len(views)))
+
+    def teacher_assignments(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """P_t of the global crops: EMA-centred softmax (updating the centre), or Sinkhorn–Knopp."""
+        if self.centering == "sinkhorn":
+            return sinkhorn_knopp(teacher_logits, self.teacher_temp(), self.sinkhorn_iterations)
+        probs = teacher_probs(teacher_logits, self.center, self.teacher_temp())
+        self.center.copy_(updated_center(self.center, teacher_logits, self.center_momentum))
+        return probs
 
     def forward(self, *views: torch.Tensor) -> dict[str, torch.Tensor]:
-        student = self.student_logits(views)
+        feats, student = self.student_outputs(views)
         with torch.no_grad():
             t = self.teacher_head(self.teacher.pooled(self.teacher(torch.cat(views[:2])))).float()
-            probs = list(teacher_probs(t, self.center, self.teacher_temp()).chunk(2))
-        loss = dino_loss(student, probs, self.student_temp)
-        with torch.no_grad():
-            self.center.copy_(updated_center(self.center, t, self.center_momentum))
-            h = mean_entropy(torch.cat(probs))
-        return {"loss": loss, "teacher_entropy": h, "kl": loss.detach() - h}
+            probs = self.teacher_assignments(t)
+            h = mean_entropy(probs)
+        distill = dino_loss(student, list(probs.chunk(2)), self.student_temp)
+        out = {"loss": distill, "teacher_entropy": h, "kl": distill.detach() - h}
+        if self.koleo_weight:
+            koleo = sum(koleo_loss(f) for f in feats.chunk(2))
+            out.update(loss=distill + self.koleo_weight * koleo, loss_dino=distill.detach(), koleo=koleo.detach())
+        return out
 
 
 def default_local_size(encoder: ViTEncoder) -> int:

@@ -69,13 +69,18 @@ def gather_cat(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
-    """Average a (detached) tensor over processes (logged values, DINO's centre)."""
+def sum_over_processes(x: torch.Tensor) -> torch.Tensor:
+    """Sum a (detached) tensor over processes (Sinkhorn–Knopp's global normalisers)."""
     if world_size() == 1:
         return x
     x = x.clone()
     dist.all_reduce(x)
-    return x / world_size()
+    return x
+
+
+def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
+    """Average a (detached) tensor over processes (logged values, DINO's centre)."""
+    return sum_over_processes(x) / world_size()
 
 
 class SyncBatchNorm1d(nn.BatchNorm1d):
@@ -110,4 +115,4 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
 
 
 __all__ = ["Dist", "SyncBatchNorm1d", "gather_cat", "get_rank", "mean_over_processes", "setup",
-           "world_size"]
+           "sum_over_processes", "world_size"]

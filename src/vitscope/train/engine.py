@@ -100,6 +100,8 @@ def build_objective(cfg: PretrainConfig, encoder: ViTEncoder) -> nn.Module:
                     teacher_temp=cfg.dino_teacher_temp, warmup_teacher_temp=cfg.dino_warmup_teacher_temp,
                     warmup_teacher_temp_epochs=cfg.dino_warmup_teacher_temp_epochs, center_momentum=cfg.dino_center_m,
                     freeze_last_layer=cfg.dino_freeze_last_layer, norm_last_layer=cfg.dino_norm_last_layer,
+                    centering=cfg.dino_centering, sinkhorn_iterations=cfg.dino_sinkhorn_iterations,
+                    koleo_weight=cfg.dino_koleo,
                     global_scale=(cfg.dino_global_crop_min, 1.0),
                     local_crops=cfg.local_crops, local_size=cfg.local_crop_size)
     if cfg.method == "hybrid":
@@ -107,15 +109,19 @@ def build_objective(cfg: PretrainConfig, encoder: ViTEncoder) -> nn.Module:
     return mim(cfg.method)
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices, none on biases, norms, tokens and position embeddings."""
+def param_groups(module: nn.Module, weight_decay: float, own: tuple[nn.Parameter, ...] = ()
+                 ) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices, none on biases, norms, tokens and position embeddings;
+    the parameters ``own`` (DINO's last layer) in a third group of their own, with weight decay."""
     decay, no_decay = [], []
+    mine = {id(p) for p in own}
     for name, p in module.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or id(p) in mine:
             continue
         skip = p.ndim <= 1 or name.endswith(("cls_token", "reg_token", "mask_token", "pos_embed"))
         (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return groups + ([{"params": list(own), "weight_decay": weight_decay}] if own else [])
 
 
 class RunLog:
@@ -185,8 +191,12 @@ class Trainer:
         self.mean = torch.tensor(data_cfg["mean"], device=d.device)
         self.std = torch.tensor(data_cfg["std"], device=d.device)
         cuda = d.device.type == "cuda"
+        last_layer = tuple(self.objective.head.last_layer()) if isinstance(self.objective, DINO) else ()
+        #: per optimiser group: (lr factor, weight decay on?); DINO's last layer is the third group
+        self.group_rules = [(1.0, True), (1.0, False)] + [(cfg.dino_last_layer_lr, cfg.dino_last_layer_decay)] * bool(
+            last_layer)
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.objective, float(cfg.weight_decay or 0.0)), lr=float(cfg.lr or 0.0),
+            param_groups(self.objective, float(cfg.weight_decay or 0.0), last_layer), lr=float(cfg.lr or 0.0),
             betas=(0.9, float(cfg.beta2 or 0.999)), **({"fused": True} if cuda else {}))
         model: nn.Module = self.objective
         if d.world > 1:
@@ -199,7 +209,11 @@ class Trainer:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as e:  # e.g. a DINO run saved before its last layer had a group of its own
+            raise VitscopeError(f"the checkpoint's optimiser state does not fit this run's parameter groups ({e}); "
+                                "it was saved by another version of vitscope: start a new run") from e
         checkpoint.set_rng_state(state["rng"])
 
     def state(self, epoch: int, step: int) -> dict[str, Any]:
@@ -231,9 +245,9 @@ class Trainer:
         lo = d.rank * (cfg.batch_size // d.world)
         rnd = BatchRandom(cfg.seed, step, cfg.batch_size, lo, lo + len(images), d.device)
         total = cfg.epochs * steps_per_epoch
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr_at(step, steps_per_epoch, cfg)
-        self.optimizer.param_groups[0]["weight_decay"] = weight_decay_at(step, total, cfg)  # the decayed group
+        lr, wd = lr_at(step, steps_per_epoch, cfg), weight_decay_at(step, total, cfg)
+        for g, (factor, decay) in zip(self.optimizer.param_groups, self.group_rules):
+            g["lr"], g["weight_decay"] = lr * factor, wd if decay else 0.0
         if hasattr(self.objective, "update_momentum"):
             self.objective.update_momentum(momentum_at(step, total, self.momentum))
         if hasattr(self.objective, "set_epoch"):

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""The DINO unfreezing sweep of docs/pretrain.md (issue 30): short runs of the zoo's DINO at the
+sweep's recipe, ranked by teacher entropy and KL 200 steps after the prototypes unfreeze.
+
+The recipe (``RECIPE``): the zoo's 6 × 96 ViT on CIFAR-10 train, batch 128, lr 5e-4 with 624
+warm-up steps on the 16-epoch cosine (6,240 steps), teacher momentum 0.99, τ_t 0.04, K 4,096,
+two global crops, prototypes frozen for epoch 1 (390 steps), fp32, one thread per run (two runs
+side by side on a 2-core CPU), logged every 10 steps, stopped with SIGTERM (which saves) once
+step ``--until`` (default 600) is logged.
+
+    dino_sweep.py trunk   --runs DIR                    # the baseline, keeping checkpoint-epoch1.pt (step 390)
+    dino_sweep.py fork    --runs DIR NAME KEY=VALUE...  # the trunk's state at step 390, KEY changed from there on
+    dino_sweep.py scratch --runs DIR NAME KEY=VALUE...  # a run from step 0 with KEY changed (K, crops, ...)
+    dino_sweep.py table   --runs DIR                    # the markdown table of every run in DIR
+
+A change that acts only once the prototypes are unfrozen (their lr, their weight decay) gives in a
+fork exactly the run from scratch, at a third of the cost; a fork of any other setting (teacher
+temperature, centring, momentum, KoLeo) is that setting switched on at the unfreezing, which the
+table says. Each run folder is an ordinary ``vitscope pretrain`` run, resumable with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RECIPE = {
+    "method": "dino", "model": "vit_tiny_patch4_32", "data": "/tmp/cifar10/train", "epochs": 16, "batch_size": 128,
+    "lr": 5e-4, "warmup_epochs": 1.6, "precision": "fp32", "dino_m": 0.99,
+    "model_kwargs": {"depth": 6, "embed_dim": 96, "num_heads": 3}, "save_every": 1, "log_every": 10,
+    "tensorboard": False,
+}
+UNFREEZE = 390  # dino_freeze_last_layer = 1 epoch of 390 steps
+AFTER = UNFREEZE + 200
+TRUNK = "trunk"
+
+
+def vitscope() -> list[str]:
+    exe = Path(sys.executable).with_name("vitscope")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "vitscope"]
+
+
+def last_step(run: Path) -> int:
+    try:
+        lines = (run / "log.jsonl").read_text().splitlines()
+        return int(json.loads(lines[-1])["step"]) if lines else 0
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def train_until(run: Path, until: int, args: list[str]) -> None:
+    """``vitscope pretrain ARGS --out RUN`` on one thread until step ``until`` is logged, then SIGTERM."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(run.with_suffix(".stdout"), "a") as log:
+        proc = subprocess.Popen([*vitscope(), "pretrain", "--out", str(run), "--no-progress", *args], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            time.sleep(5)
+            if last_step(run) >= until:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+    print(f"{run.name}: step {last_step(run)}")
+
+
+def settings(pairs: list[str]) -> dict[str, object]:
+    from vitscope.train.config import parse_set
+
+    return parse_set(pairs)
+
+
+def recipe_args(extra: dict[str, object]) -> list[str]:
+    cfg = {**RECIPE, **extra}
+    return [a for k, v in cfg.items() for a in ("--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}")]
+
+
+def fork(runs: Path, name: str, changes: dict[str, object]) -> Path:
+    """A run folder holding the trunk's state after step 390 with ``changes`` in its config."""
+    from vitscope.train import checkpoint
+    from vitscope.train.config import PretrainConfig, apply_overrides
+
+    trunk, out = runs / TRUNK, runs / name
+    state = checkpoint.load(trunk / f"checkpoint-epoch{UNFREEZE // 390}.pt")
+    assert int(state["step"]) == UNFREEZE, state["step"]
+    cfg = apply_overrides(apply_overrides(PretrainConfig(), state["config"], "the trunk"), changes, "the fork")
+    state["config"] = json.loads(cfg.to_json())
+    cfg.out = str(out)
+    out.mkdir(parents=True, exist_ok=False)
+    checkpoint.save(out / "checkpoint.pt", state)
+    (out / "config.json").write_text(cfg.to_json())
+    kept = [ln for ln in (trunk / "log.jsonl").read_text().splitlines() if json.loads(ln)["step"] <= UNFREEZE]
+    (out / "log.jsonl").write_text("".join(ln + "\n" for ln in kept))
+    (out / "fork.json").write_text(json.dumps({"from": str(trunk), "step": UNFREEZE, "changes": changes}))
+    return out
+
+
+def at(log: list[dict], step: int) -> dict:
+    return min(log, key=lambda r: abs(r["step"] - step))
+
+
+def table(runs: Path) -> str:
+    rows = ["| run | changed | from | entropy / KL at 390 | at 590 | lowest entropy after 390 (step) | KL at 590 ÷ at 390 |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run in sorted(p for p in runs.iterdir() if (p / "log.jsonl").is_file()):
+        log = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines() if ln.strip()]
+        if not log or log[-1]["step"] < AFTER:
+            continue
+        forked = run / "fork.json"
+        changes = json.loads(forked.read_text())["changes"] if forked.is_file() else json.loads(
+            (run / "sweep.json").read_text())["changes"] if (run / "sweep.json").is_file() else {}
+        a, b = at(log, UNFREEZE), at(log, AFTER)
+        low = min((r for r in log if UNFREEZE <= r["step"] <= AFTER), key=lambda r: r["teacher_entropy"])
+        changed = ", ".join(f"{k}={v}" for k, v in changes.items()) or "none (baseline)"
+        rows.append(f"| {run.name} | {changed} | {'step 390' if forked.is_file() else 'step 0'} | "
+                    f"{a['teacher_entropy']:.2f} / {a['kl']:.2f} | {b['teacher_entropy']:.2f} / {b['kl']:.2f} | "
+                    f"{low['teacher_entropy']:.2f} ({low['step']}) | {b['kl'] / a['kl']:.2f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["trunk", "fork", "scratch", "table"])
+    ap.add_argument("name", nargs="?")
+    ap.add_argument("changes", nargs="*", help="KEY=VALUE config changes")
+    ap.add_argument("--runs", type=Path, default=Path.home() / "vitscope-runs" / "dino-sweep")
+    ap.add_argument("--until", type=int, default=AFTER + 10)
+    a = ap.parse_args()
+    a.runs.mkdir(parents=True, exist_ok=True)
+    if a.what == "table":
+        print(table(a.runs))
+        return
+    if a.what == "trunk":
+        train_until(a.runs / TRUNK, a.until, recipe_args({"keep_every": 1}))
+        return
+    if not a.name:
+        ap.error(f"{a.what} needs a NAME")
+    changes = settings(a.changes)
+    if a.what == "fork":
+        out = fork(a.runs, a.name, changes)
+        train_until(out, a.until, ["--resume"])
+    else:
+        out = a.runs / a.name
+        out.mkdir(parents=True, exist_ok=False)
+        (out / "sweep.json").write_text(json.dumps({"changes": changes}))
+        train_until(out, a.until, recipe_args(changes))
+
+
+if __name__ == "__main__":
+    main()
