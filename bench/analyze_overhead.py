@@ -40,7 +40,7 @@ import torch
 from vitscope.analysis import METRICS, build_metrics, run_metrics
 from vitscope.allocator import retain_freed_memory
 from vitscope.runtime import autocast, resolve_device
-from vitscope.capture import Taps, vit_info
+from vitscope.taps import Taps, vit_info
 from vitscope.data.images import Batch
 
 

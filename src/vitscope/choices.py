@@ -19,7 +19,7 @@ SUPPORTED_SPECS = (
 )
 
 #: Layer types of Shekhar et al. Figs. 1, 2, 5, 6 and the taps each reads
-#: (:mod:`vitscope.compare.grams`; ``attn_out`` is ``attn_res − block_in``).
+#: (:mod:`vitscope.comparison.grams`; ``attn_out`` is ``attn_res − block_in``).
 LAYER_TYPES: dict[str, tuple[str, ...]] = {
     "block": ("block_out",),
     "qkv": ("qkv",),

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo, window_valid
+from vitscope.taps import ViTInfo, window_valid
 from vitscope.metrics.attention import (
     AttentionStats, attention_distance, attention_entropy, attention_nmi, attention_statistics,
     class_attention_entropy, grid_distances, patch_attention, window_attention_statistics, xlogx,

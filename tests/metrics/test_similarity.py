@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 from vitscope.metrics.similarity import SimilarityStats, cosine, mean_pairwise_cosine
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 from vitscope.metrics.spectrum import SpectrumStats, delta_log, scatter_singular_values, token_singular_values
 
 

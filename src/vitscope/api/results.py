@@ -129,7 +129,7 @@ class Analysis(Result):
         return self._save(out, lambda folder: self._write(folder, plots))
 
     def _write(self, out: Path, plots: bool = True) -> None:
-        from vitscope.report.plots import plot_all
+        from vitscope.reporting.plots import plot_all
 
         super()._write(out)
         if plots:
@@ -161,15 +161,15 @@ class Comparison(Result):
 
     def plot(self, layer_type: str | None = None) -> Figure:
         """The CKA heat map of ``layer_type`` (default: every layer type side by side, ``cka_all.png``)."""
-        from vitscope.compare.plots import comparison_figure
-        from vitscope.report.plots import detached
+        from vitscope.comparison.plots import comparison_figure
+        from vitscope.reporting.plots import detached
 
         if layer_type is not None:
             self.cka(layer_type)  # a wrong name is one line
         return detached(comparison_figure(self.results, [layer_type] if layer_type else None))
 
     def _write(self, out: Path) -> None:
-        from vitscope.compare.plots import plot_compare
+        from vitscope.comparison.plots import plot_compare
 
         super()._write(out)
         plot_compare(self.results, out)
@@ -206,7 +206,7 @@ class Probe(Result):
     def plot(self, method: str | None = None) -> Figure:
         """Accuracy per block of ``method`` (knn or linear; default the first the results hold)."""
         from vitscope.eval.plots import probe_figure, probe_methods
-        from vitscope.report.plots import detached
+        from vitscope.reporting.plots import detached
 
         methods = probe_methods(self.results)
         if method is not None and method not in methods:
@@ -258,8 +258,8 @@ class Robustness(Result):
 
     def plot(self, which: str | None = None) -> Figure:
         """``noise_drop`` or ``shape_bias`` (default the first the results hold)."""
-        from vitscope.report.plots import detached
-        from vitscope.robustness.plots import FIGURES, figure_names
+        from vitscope.reporting.plots import detached
+        from vitscope.perturbation.plots import FIGURES, figure_names
 
         names = figure_names(self.results)
         if which is not None and which not in names:
@@ -267,7 +267,7 @@ class Robustness(Result):
         return detached(FIGURES[which or names[0]](self.results))
 
     def _write(self, out: Path) -> None:
-        from vitscope.robustness.plots import plot_all
+        from vitscope.perturbation.plots import plot_all
 
         super()._write(out)
         plot_all(self.results, out)
@@ -306,7 +306,7 @@ class Inspection(Result):
         return f if isinstance(f, Figure) else _png_figure(Path(f))
 
     def _write(self, out: Path) -> None:
-        from vitscope.inspect.run import write_inspect
+        from vitscope.views.run import write_inspect
 
         write_inspect(out, self.results, self.files)
 
@@ -333,7 +333,7 @@ class Finetune(Result):
     def plot(self) -> Figure:
         """Training loss and validation accuracy per epoch (the command line draws no figure of these)."""
         from vitscope.eval.plots import finetune_figure
-        from vitscope.report.plots import detached
+        from vitscope.reporting.plots import detached
 
         return detached(finetune_figure(self.results))
 
@@ -364,15 +364,15 @@ class Signature(Result):
 
     def plot(self) -> Figure:
         """The figure ``vitscope signature`` writes to ``signature.png``."""
-        from vitscope.report.plots import detached
-        from vitscope.report.signature import signature_figure
+        from vitscope.reporting.plots import detached
+        from vitscope.reporting.signature import signature_figure
 
         return detached(signature_figure(self.results))
 
     def _write(self, out: Path) -> None:
         """``signature.json``, the table as ``signature.md`` and the figure as ``signature.png``."""
-        from vitscope.report.plots import save_figure
-        from vitscope.report.signature import signature_figure, table_markdown
+        from vitscope.reporting.plots import save_figure
+        from vitscope.reporting.signature import signature_figure, table_markdown
 
         super()._write(out)
         write_atomic(out / "signature.md", table_markdown(self.results).encode())
@@ -408,8 +408,8 @@ class Pretraining(Result):
 
     def plot(self) -> Figure:
         """The loss against epochs (and the hybrid's two parts), as ``vitscope plot RUN`` draws it."""
-        from vitscope.report.plots import detached
-        from vitscope.report.training import training_figure
+        from vitscope.reporting.plots import detached
+        from vitscope.reporting.training import training_figure
 
         return detached(training_figure([(self.label, self.results["log"])]))
 
@@ -429,7 +429,7 @@ def _png_figure(path: Path) -> Figure:
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
 
-    from vitscope.report.plots import (
+    from vitscope.reporting.plots import (
         detached,  # before pyplot: it chooses matplotlib's backend
     )
 
@@ -482,7 +482,7 @@ def plot(analyses: Sequence[Analysis | PathLike], metric: str | None = None,
 
     >>> vitscope.plot([moco, simmim], "attention", labels=["MoCo v3", "SimMIM"])
     """
-    from vitscope.report.plots import FIGURES, common_metrics, detached
+    from vitscope.reporting.plots import FIGURES, common_metrics, detached
 
     results = [as_result(a, Analysis, reader="plot") for a in analyses]
     if not results:

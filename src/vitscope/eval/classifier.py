@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vitscope.capture import Taps
+from vitscope.taps import Taps
 from vitscope.errors import VitscopeError
 
 PROBE_FORMAT = "vitscope-probe"

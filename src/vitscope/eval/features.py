@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vitscope.capture import Taps, vit_info
+from vitscope.taps import Taps, vit_info
 from vitscope.choices import TOKEN_FEATURES
 from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.errors import VitscopeError

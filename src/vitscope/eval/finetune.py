@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
-from vitscope.capture import blocks_of
+from vitscope.taps import blocks_of
 from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.data.images import collate
 from vitscope.data.transforms import model_data_config

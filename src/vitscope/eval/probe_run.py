@@ -28,7 +28,7 @@ import numpy as np
 
 from torch import nn
 
-from vitscope.capture import vit_info
+from vitscope.taps import vit_info
 from vitscope.data import model_transform
 from vitscope.data.sources import DataSource
 from vitscope.errors import VitscopeError

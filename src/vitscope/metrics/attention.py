@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from vitscope.capture import ViTInfo, window_valid
+from vitscope.taps import ViTInfo, window_valid
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
 

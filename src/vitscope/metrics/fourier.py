@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 from vitscope.metrics.base import StreamingMetric
 
 EPS = 1e-6

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
 

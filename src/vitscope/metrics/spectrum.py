@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 from vitscope.metrics.base import StreamingMetric
 
 log = logging.getLogger(__name__)
