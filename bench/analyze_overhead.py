@@ -37,11 +37,11 @@ import numpy as np
 import timm
 import torch
 
-from vitscope.analysis import METRICS, build_metrics, run_metrics
 from vitscope.allocator import retain_freed_memory
+from vitscope.analysis import METRICS, build_metrics, run_metrics
+from vitscope.data.images import Batch
 from vitscope.runtime import autocast, resolve_device
 from vitscope.taps import Taps, vit_info
-from vitscope.data.images import Batch
 
 
 RUNS = {"analyze, all metrics, run of 50,000": 50_000, "analyze, all metrics, run of 10,000": 10_000}

@@ -101,9 +101,9 @@ def worker(tool: str, data: str, n: int, batch_size: int, device_name: str, out_
                 x = x.to(device)
                 a(x), b(x)
     elif tool == "vitscope":
-        from vitscope.taps import Taps
         from vitscope.comparison.grams import GramCollector
         from vitscope.metrics.cka import MinibatchCKA
+        from vitscope.taps import Taps
 
         ca, cb = (GramCollector(12, ["block"], "flatten", 1) for _ in range(2))
         acc = MinibatchCKA(12, 12, device=device)

@@ -21,7 +21,6 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitscope.taps import TapError, Taps, ViTInfo, needed_taps, vit_info
 from vitscope.data import SkipLog, iterate, make_loader, subset
 from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_data_config, model_transform
@@ -35,6 +34,7 @@ from vitscope.models.finite import check_finite_activations
 from vitscope.models.loader import spec_of
 from vitscope.results import versions
 from vitscope.runtime import autocast, distributed, shard
+from vitscope.taps import TapError, Taps, ViTInfo, needed_taps, vit_info
 
 log = logging.getLogger("vitscope")
 

@@ -28,7 +28,7 @@ LAYER_TYPES: dict[str, tuple[str, ...]] = {
     "attn_out": ("block_in", "attn_res"),
 }
 
-#: Per-image features CKA forms from a layer's tokens (:func:`vitscope.metrics.cka.reduce_tokens`).
+#: Per-image features CKA forms from a layer's tokens (:func:`vitscope.metrics.tokens.reduce_tokens`).
 TOKEN_REDUCTIONS: tuple[str, ...] = ("flatten", "cls", "gap", "gap_noprefix")
 
 #: Token features the probes read at every block (:mod:`vitscope.eval.features`).

@@ -10,9 +10,9 @@ from vitscope.metrics.cka import (
     MinibatchCKA,
     centered_gram,
     cka_from_hsic,
-    reduce_tokens,
     unbiased_hsic,
 )
+from vitscope.metrics.tokens import reduce_tokens
 
 
 # -- a plain float64 reference: Kornblith et al.'s debiased feature-space CKA ------------------

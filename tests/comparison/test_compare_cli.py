@@ -11,11 +11,11 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from vitscope.taps import Taps
 from vitscope.commands.compare import register
 from vitscope.comparison.grams import LAYER_TYPES, GramCollector
 from vitscope.errors import VitscopeError
 from vitscope.metrics.cka import centered_gram
+from vitscope.taps import Taps
 
 A, B = "random:vit_compare_test_p8", "random:vit_compare_test_p16"
 

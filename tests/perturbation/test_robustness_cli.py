@@ -131,7 +131,7 @@ def test_probe_classes_align_labels_by_name(image_folder, cue_folder, tmp_path):
 
     from vitscope.data.images import open_dataset
     from vitscope.data.transforms import model_transform
-    from vitscope.eval.classifier import classifier
+    from vitscope.models.classifier import classifier
 
     clf, _ = classifier(model, tmp_path / "probe.pt")
     ds = open_dataset(str(image_folder), model_transform(model))

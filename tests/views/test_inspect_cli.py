@@ -11,8 +11,8 @@ from inspect_helpers import MODEL, explorer_data
 from vitscope.analysis import run_metrics
 from vitscope.data import make_loader, model_transform, open_dataset
 from vitscope.metrics.attention import AttentionStats
-from vitscope.taps import vit_info
 from vitscope.models import load
+from vitscope.taps import vit_info
 
 
 def test_inspect_writes_every_figure_and_inspect_json(inspected):

@@ -258,8 +258,8 @@ class Robustness(Result):
 
     def plot(self, which: str | None = None) -> Figure:
         """``noise_drop`` or ``shape_bias`` (default the first the results hold)."""
-        from vitscope.reporting.plots import detached
         from vitscope.perturbation.plots import FIGURES, figure_names
+        from vitscope.reporting.plots import detached
 
         names = figure_names(self.results)
         if which is not None and which not in names:
@@ -465,7 +465,7 @@ def _read(path: PathLike, reader: str | None = None) -> Result:
         saved = folder / "probe.pt"
         state = None
         if r.get("saved_probe") and saved.is_file():
-            from vitscope.eval.classifier import load_probe
+            from vitscope.models.classifier import load_probe
 
             state = load_probe(saved)[1]
         return Probe(r, folder, state)

@@ -44,10 +44,10 @@ def inspect(
     >>> ins.plot()   # attention_maps_1.png
     """
     from vitscope.data.sources import describe_data
-    from vitscope.views.collect import from_data, from_paths
-    from vitscope.views.run import inspect_model, inspect_record, nmi_kde
     from vitscope.models import as_vit, spec_of
     from vitscope.runtime import resolve_device
+    from vitscope.views.collect import from_data, from_paths
+    from vitscope.views.run import inspect_model, inspect_record, nmi_kde
 
     if model is None and not results:
         raise VitscopeError("nothing to inspect: give a model (and its images) and/or analysis results")
@@ -100,10 +100,10 @@ def capture(
     >>> cache = vitscope.capture("zoo:moco-cifar10", images_array[:4], taps=["attn", "block_out"])
     >>> cache["attn"][5].shape   # block 6: [4, heads, N, N]
     """
-    from vitscope.taps import TAPS
-    from vitscope.views.collect import collect, first_images, from_paths
     from vitscope.models import as_vit
     from vitscope.runtime import resolve_device
+    from vitscope.taps import TAPS
+    from vitscope.views.collect import collect, first_images, from_paths
 
     unknown = [t for t in taps if t not in TAPS]
     if unknown or not taps:

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import torch
 
 from vitscope.choices import LAYER_TYPES
-from vitscope.metrics.cka import centered_gram, reduce_tokens
+from vitscope.metrics.cka import centered_gram
+from vitscope.metrics.tokens import reduce_tokens
 
 _TAP_TYPE = {"block_out": "block", "qkv": "qkv", "ln1": "ln1", "fc1": "fc1", "attn_res": "attn_out"}
 

@@ -26,9 +26,6 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
-from vitscope.taps import Taps, TapError, ViTInfo, vit_info
-from vitscope.results import COMPARE, versions
-from vitscope.runtime import autocast, distributed, init_distributed, shard_batches
 from vitscope.choices import LAYER_TYPES, TOKEN_REDUCTIONS
 from vitscope.comparison.grams import GramCollector
 from vitscope.comparison.paired import PairedTransform
@@ -36,11 +33,14 @@ from vitscope.data.images import SkipLog, iterate, make_loader, subset
 from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
-from vitscope.eval.classifier import classifier
 from vitscope.metrics.agreement import PredictionAgreement
 from vitscope.metrics.cka import MinibatchCKA
 from vitscope.models import as_vit, spec_of
+from vitscope.models.classifier import classifier
 from vitscope.models.finite import check_finite_activations
+from vitscope.results import COMPARE, versions
+from vitscope.runtime import autocast, distributed, init_distributed, shard_batches
+from vitscope.taps import Taps, TapError, ViTInfo, vit_info
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from vitscope.taps import ViTInfo, window_valid
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
+from vitscope.taps import ViTInfo, window_valid
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from vitscope.data.images import SkipLog, iterate, make_loader, subset
 from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_data_config, model_transform
 from vitscope.errors import VitscopeError
-from vitscope.eval.classifier import classifier
-from vitscope.models.loader import as_vit, spec_of
+from vitscope.models.classifier import classifier
 from vitscope.models.finite import FiniteChecked
+from vitscope.models.loader import as_vit, spec_of
 from vitscope.perturbation.cue_conflict import CueConflictImages, conflicting
 from vitscope.perturbation.noise import BAND_NORMS, NOISE_SCALES, add_pixel_noise, band_limited_noise, band_mask
 from vitscope.results import ROBUSTNESS, provenance, to_plain

@@ -16,13 +16,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitscope.taps import Taps
 from vitscope.data.images import UnreadableImage, read_image
 from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_transform
 from vitscope.errors import VitscopeError
 from vitscope.models.finite import check_finite_activations
 from vitscope.runtime import autocast
+from vitscope.taps import Taps
 
 MAX_TSNE_IMAGES = 18
 MAX_CLASSES = 3

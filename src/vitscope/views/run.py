@@ -21,9 +21,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from vitscope.taps import vit_info
 from vitscope.data.transforms import model_data_config
 from vitscope.errors import VitscopeError
+from vitscope.taps import vit_info
 from vitscope.views import figures
 from vitscope.views.collect import MAX_TSNE_IMAGES, Images, collect
 from vitscope.views.pure import (default_queries, parse_query, pca_before_after, quantise_rows,

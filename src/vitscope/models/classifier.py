@@ -22,24 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vitscope.taps import Taps
 from vitscope.errors import VitscopeError
+from vitscope.metrics.tokens import POOLS, pool_tokens
+from vitscope.taps import Taps
 
 PROBE_FORMAT = "vitscope-probe"
-FEATURES = ("pooled", "cls", "gap", "gap_noprefix")
-
-
-def pool_tokens(tokens: torch.Tensor, feature: str, num_prefix_tokens: int) -> torch.Tensor:
-    """``[B, N, D]`` tokens → ``[B, D]``: CLS (token 0), mean of all, or mean of patch tokens."""
-    if feature == "cls":
-        if num_prefix_tokens < 1:
-            raise VitscopeError("feature 'cls' asked of a model without a CLS token")
-        return tokens[:, 0]
-    if feature == "gap":
-        return tokens.mean(1)
-    if feature == "gap_noprefix":
-        return tokens[:, num_prefix_tokens:].mean(1)
-    raise VitscopeError(f"unknown token feature '{feature}'. Valid options are: {list(FEATURES[1:])}")
+FEATURES = ("pooled", *POOLS)
 
 
 class LinearProbe(nn.Module):
