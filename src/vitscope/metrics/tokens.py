@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from vitscope.choices import TOKEN_REDUCTIONS
+from vitscope.choices import TOKEN_FEATURES, TOKEN_REDUCTIONS
 from vitscope.errors import VitscopeError
-
-#: The reductions that pool tokens into one ``[D]`` vector (``flatten`` keeps them all).
-POOLS: tuple[str, ...] = ("cls", "gap", "gap_noprefix")
-
 
 def pool_tokens(tokens: torch.Tensor, feature: str, num_prefix_tokens: int) -> torch.Tensor:
     """``[B, N, D]`` tokens → ``[B, D]``: CLS (token 0), mean of all, or mean of patch tokens."""
@@ -26,7 +22,7 @@ def pool_tokens(tokens: torch.Tensor, feature: str, num_prefix_tokens: int) -> t
         return tokens.mean(1)
     if feature == "gap_noprefix":
         return tokens[:, num_prefix_tokens:].mean(1)
-    raise VitscopeError(f"unknown token feature '{feature}'. Valid options are: {list(POOLS)}")
+    raise VitscopeError(f"unknown token feature '{feature}'. Valid options are: {list(TOKEN_FEATURES)}")
 
 
 def reduce_tokens(x: torch.Tensor, how: str, num_prefix_tokens: int) -> torch.Tensor:

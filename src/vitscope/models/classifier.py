@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vitscope.choices import TOKEN_FEATURES
 from vitscope.errors import VitscopeError
-from vitscope.metrics.tokens import POOLS, pool_tokens
+from vitscope.metrics.tokens import pool_tokens
 from vitscope.taps import Taps
 
 PROBE_FORMAT = "vitscope-probe"
-FEATURES = ("pooled", *POOLS)
+FEATURES = ("pooled", *TOKEN_FEATURES)
 
 
 class LinearProbe(nn.Module):
