@@ -209,3 +209,16 @@ def test_signature_file_is_checked_like_every_results_file(tmp_path):
     newer = write(tmp_path / "newer", {**result, "schema_version": 99}, "signature.json")
     with pytest.raises(VitscopeError, match="newer than this vitscope reads"):
         S.read_signature(newer / "signature.json")
+
+
+def test_one_folder_cannot_be_both_references(tmp_path):
+    (tmp_path / "moco").mkdir()
+    with pytest.raises(VitscopeError, match="one folder cannot be both the CL and the MIM reference"):
+        S.parse_references([f"{tmp_path / 'moco'}=cl", f"{tmp_path / 'moco'}=mim"])
+
+
+def test_one_model_cannot_be_both_references():
+    ref = S.Source("runs/moco", [("zoo:moco-cifar10", "analysis", {})], [])
+    model = S.Source("runs/hybrid", [("zoo:hybrid-cifar10", "analysis", {})], [])
+    with pytest.raises(VitscopeError, match="one model cannot be both the CL and the MIM reference: zoo:moco-cifar10"):
+        S.gather_sources([(model, "model"), (ref, "cl"), (ref, "mim")])
