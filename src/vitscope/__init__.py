@@ -26,7 +26,7 @@ from vitscope.version import __version__
 _API = {
     "load": "models", "zoo": "models", "analyze": "analysis", "compare": "comparison", "probe": "probing",
     "finetune": "finetuning", "inspect": "views", "capture": "views", "robustness": "perturbation",
-    "report": "reporting", "findings": "reporting", "plot": "results", "read": "results", "Result": "results",
+    "report": "reporting", "findings": "reporting", "plot": "results", "read": "results", "Result": "result",
     "Analysis": "results", "Comparison": "results", "Probe": "results", "Robustness": "results",
     "Inspection": "results", "Finetune": "results", "signature": "placement", "Signature": "results",
     "pretrain": "pretraining", "Pretraining": "results",

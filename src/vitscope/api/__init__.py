@@ -6,8 +6,9 @@ each with an example. Modules: :mod:`~vitscope.api.models` (``load``, ``zoo``),
 :mod:`~vitscope.api.finetuning`, :mod:`~vitscope.api.pretraining`,
 :mod:`~vitscope.api.views` (``inspect``, ``capture``), :mod:`~vitscope.api.perturbation`,
 :mod:`~vitscope.api.placement`,
-:mod:`~vitscope.api.reporting` (``report``, ``findings``), :mod:`~vitscope.api.results` (the result
-classes, ``read``, ``plot``), :mod:`~vitscope.api.frames` (results as tables) and
+:mod:`~vitscope.api.reporting` (``report``, ``findings``), :mod:`~vitscope.api.result` (the base
+``Result``), :mod:`~vitscope.api.results` (the result classes, ``read``, ``plot``),
+:mod:`~vitscope.api.frames` (results as tables) and
 :mod:`~vitscope.api.inputs` (what the functions accept).
 """
 
@@ -20,6 +21,7 @@ from vitscope.api.placement import signature
 from vitscope.api.pretraining import pretrain
 from vitscope.api.probing import probe
 from vitscope.api.reporting import findings, report
+from vitscope.api.result import Result
 from vitscope.api.results import (
     Analysis,
     Comparison,
@@ -27,7 +29,6 @@ from vitscope.api.results import (
     Inspection,
     Pretraining,
     Probe,
-    Result,
     Robustness,
     Signature,
     plot,

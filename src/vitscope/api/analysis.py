@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vitscope.api.inputs import DataLike, ModelLike, names, output_folder
-from vitscope.api.results import Analysis, PathLike
+from vitscope.api.result import PathLike
+from vitscope.api.results import Analysis
 
 DEFAULT_METRICS = "attention,similarity,spectrum,fourier"
 

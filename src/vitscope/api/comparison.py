@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vitscope.api.inputs import DataLike, ModelLike, output_folder
-from vitscope.api.results import Comparison, PathLike
+from vitscope.api.result import PathLike
+from vitscope.api.results import Comparison
 from vitscope.choices import LAYER_TYPES
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vitscope.api.inputs import DataLike, ModelLike
-from vitscope.api.results import Finetune, PathLike
+from vitscope.api.result import PathLike
+from vitscope.api.results import Finetune
 from vitscope.eval.finetune_config import FinetuneConfig
 from vitscope.results import check_output_folder
 

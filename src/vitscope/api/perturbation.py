@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from torch import nn
 
 from vitscope.api.inputs import DataLike, ModelLike, output_folder
-from vitscope.api.results import PathLike, Robustness
+from vitscope.api.result import PathLike
+from vitscope.api.results import Robustness
 from vitscope.choices import NOISE_FREQUENCIES
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitscope.api.inputs import output_folder
-from vitscope.api.results import PathLike, Result, Signature
+from vitscope.api.result import PathLike, Result
+from vitscope.api.results import Signature
 from vitscope.errors import VitscopeError
 
 if TYPE_CHECKING:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vitscope.api.results import Pretraining, PathLike, read
+from vitscope.api.result import PathLike
+from vitscope.api.results import Pretraining, read
 from vitscope.train.config import config_for
 
 

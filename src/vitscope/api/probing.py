@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vitscope.api.inputs import DataLike, ModelLike, names, output_folder
-from vitscope.api.results import PathLike, Probe
+from vitscope.api.result import PathLike
+from vitscope.api.results import Probe
 from vitscope.choices import KNN_K, KNN_TEMPERATURE, TOKEN_FEATURES
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from vitscope.api.inputs import ResultLike
-from vitscope.api.results import Comparison, PathLike, Result, Robustness, as_result
+from vitscope.api.result import PathLike, Result
+from vitscope.api.results import Comparison, Robustness, as_result
 from vitscope.errors import VitscopeError
 
 

@@ -15,7 +15,8 @@ from vitscope.api.inputs import (
     image_files,
     output_folder,
 )
-from vitscope.api.results import Analysis, Inspection, PathLike, as_result
+from vitscope.api.result import PathLike
+from vitscope.api.results import Analysis, Inspection, as_result
 from vitscope.errors import VitscopeError
 
 #: What :func:`capture` returns by default: attention maps, tokens before / after attention, block outputs.

@@ -49,6 +49,16 @@ def detached(fig: plt.Figure) -> plt.Figure:
     return fig
 
 
+def png_figure(path: Path, dpi: int = 110) -> plt.Figure:
+    """A figure showing the PNG at ``path`` at its own size (a figure read back from disk), detached."""
+    pixels = plt.imread(path)
+    fig = plt.figure(figsize=(pixels.shape[1] / dpi, pixels.shape[0] / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(pixels)
+    ax.set_axis_off()
+    return detached(fig)
+
+
 def label_figure(fig: plt.Figure, paper: str, title: str, reading: str, by_hand: bool = False) -> int:
     """Title ``fig`` with the paper figure it corresponds to and a one-line reading of it.
 
