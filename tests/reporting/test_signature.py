@@ -222,3 +222,8 @@ def test_one_model_cannot_be_both_references():
     model = S.Source("runs/hybrid", [("zoo:hybrid-cifar10", "analysis", {})], [])
     with pytest.raises(VitscopeError, match="one model cannot be both the CL and the MIM reference: zoo:moco-cifar10"):
         S.gather_sources([(model, "model"), (ref, "cl"), (ref, "mim")])
+
+
+def test_signature_file_has_one_version_field(tmp_path):
+    result = three(tmp_path, analysis("m", [0.5, 0.5]), analysis("cl", [0.2, 0.2]), analysis("mim", [0.8, 0.8]))
+    assert "version" not in result  # the results layout's schema_version, stamped when written, is the one

@@ -360,7 +360,7 @@ def signatures(models: Sequence[ModelResults], cl: ModelResults, mim: ModelResul
     """``signature.json``: the signature of each model in ``models`` between ``cl`` and ``mim``."""
     role = lambda r, m: {"role": r, "spec": m.spec, "folders": m.folders, "data": _data_spec(m),  # noqa: E731
                          "input_size": input_size(m)}
-    return {"format": SIGNATURE, "version": 1, "formula": FORMULA, "untrained_tolerance": UNTRAINED_TOLERANCE,
+    return {"format": SIGNATURE, "formula": FORMULA, "untrained_tolerance": UNTRAINED_TOLERANCE,
             "bands": {"first half": "t = block/L <= 1/2", "later half": "t > 1/2"},
             "models": [role("model", m) for m in models] + [role("cl", cl), role("mim", mim)],
             "signatures": [signature(m, cl, mim, compares) for m in models]}
