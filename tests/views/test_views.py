@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from vitscope.errors import VitscopeError
-from vitscope.views.run import explorer_plan, resolve_block
 from vitscope.views.pure import (default_queries, gaussian_kde_curve, parse_query, pca_before_after,
-                                    quantise_rows, query_maps, to_pixels, tsne_2d)
+                                 quantise_rows, query_maps, to_pixels, tsne_2d)
+from vitscope.views.run import explorer_plan, resolve_block
 
 
 def test_parse_query_inside_and_outside_the_grid():
@@ -90,3 +90,20 @@ def test_resolve_block_is_one_based():
     assert resolve_block(None, 6) == 5 and resolve_block(1, 6) == 0
     with pytest.raises(VitscopeError, match=r"--block 7 is outside 1…6"):
         resolve_block(7, 6)
+
+
+def test_tsne_runs_on_one_thread(monkeypatch):
+    """t-SNE caps OpenMP and BLAS at one thread: more only oversubscribe a shared CPU."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    fit = TSNE.fit_transform
+
+    def spy(self, x, *args, **kwargs):
+        seen.extend(pool["num_threads"] for pool in threadpool_info())
+        return fit(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(TSNE, "fit_transform", spy)
+    tsne_2d(np.random.default_rng(0).standard_normal((40, 8)), seed=0)
+    assert seen and set(seen) == {1}

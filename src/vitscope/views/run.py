@@ -27,7 +27,7 @@ from vitscope.taps import vit_info
 from vitscope.views import figures
 from vitscope.views.collect import MAX_TSNE_IMAGES, Images, collect
 from vitscope.views.pure import (default_queries, parse_query, pca_before_after, quantise_rows,
-                                    query_maps, to_pixels, tsne_2d)
+                                 query_maps, to_pixels, tsne_2d)
 from vitscope.metrics.attention import attention_distance, attention_nmi, grid_distances, patch_attention
 from vitscope.models.loader import spec_of
 from vitscope.reporting.explorer import ExplorerImage, explorer_page
