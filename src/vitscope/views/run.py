@@ -23,16 +23,16 @@ from torch import nn
 
 from vitscope.data.transforms import model_data_config
 from vitscope.errors import VitscopeError
-from vitscope.taps import vit_info
-from vitscope.views import figures
-from vitscope.views.collect import MAX_TSNE_IMAGES, Images, collect
-from vitscope.views.pure import (default_queries, parse_query, pca_before_after, quantise_rows,
-                                 query_maps, to_pixels, tsne_2d)
 from vitscope.metrics.attention import attention_distance, attention_nmi, grid_distances, patch_attention
 from vitscope.models.loader import spec_of
 from vitscope.reporting.explorer import ExplorerImage, explorer_page
 from vitscope.reporting.plots import detached, save_figure
 from vitscope.results import INSPECT, ensure_dir, provenance, write_atomic, write_results
+from vitscope.taps import vit_info
+from vitscope.views import figures
+from vitscope.views.collect import MAX_TSNE_IMAGES, Images, collect
+from vitscope.views.pure import (default_queries, parse_query, pca_before_after, quantise_rows,
+                                 query_maps, to_pixels, tsne_2d)
 
 EXPLORER_BUDGET = 8 * 2**20  # bytes of uint8 attention the explorer may embed
 
