@@ -15,7 +15,8 @@ SUPPORTED_SPECS = (
     "or PATH[@ARCH] to a checkpoint file, format detected from its keys: MoCo v3 (.pth.tar), "
     "SimMIM, MAE (pretrained or fine-tuned), DINO (full or backbone), BEiT (pretrained or fine-tuned), "
     "timm state dict, .safetensors, vitscope's own; @ARCH names the timm architecture "
-    "(else inferred from shapes, standard heads for the width)"
+    "(else inferred from shapes, standard heads for the width); a timm NAME or ARCH may carry keywords: "
+    "random:vit_tiny_patch4_32(depth=6), PATH@vit_tiny_patch4_32(depth=6)"
 )
 
 #: Layer types of Shekhar et al. Figs. 1, 2, 5, 6 and the taps each reads

@@ -13,12 +13,18 @@ Spec grammar (also printed by ``vitscope analyze --help``):
                      own; see ``vitscope.models.converters``). The architecture is inferred
                      from tensor shapes (``vitscope.models.architecture``); ``@NAME`` names
                      the timm architecture instead (needed for non-standard head counts).
+
+Architecture keywords, one grammar wherever a timm name stands (``timm:``, ``random:``, ``@``):
+``NAME(key=value, ...)`` passes Python literals to ``timm.create_model``, e.g.
+``random:vit_tiny_patch4_32(depth=6)`` or ``ckpt.pt@vit_tiny_patch4_32(depth=6, num_heads=4)``.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,6 +50,26 @@ class Spec:
         return f"{self.source}:{self.target}"
 
 
+def parse_arch(arch: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME"`` → ``("NAME", {})``; ``"NAME(depth=6, num_heads=4)"`` → ``("NAME", {"depth": 6, "num_heads": 4})``:
+    the keywords timm's ``create_model`` gets, each value a Python literal."""
+    name, paren, rest = arch.partition("(")
+    if not paren:
+        return arch, {}
+    bad = VitscopeError(f"architecture '{arch}': expected NAME(key=value, ...) with literal values, e.g. "
+                        "vit_tiny_patch4_32(depth=6)")
+    try:
+        call = ast.parse(f"f({rest}", mode="eval").body
+    except SyntaxError as e:
+        raise bad from e
+    if not name.strip() or not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
+        raise bad
+    try:
+        return name.strip(), {k.arg: ast.literal_eval(k.value) for k in call.keywords}  # type: ignore[misc]
+    except ValueError as e:
+        raise bad from e
+
+
 def parse_spec(spec: str) -> Spec:
     """Split a model spec into source and target; raise :class:`VitscopeError` if unknown."""
     spec = spec.strip()
@@ -52,9 +78,12 @@ def parse_spec(spec: str) -> Spec:
             target = spec[len(source) + 1 :]
             if not target:
                 raise VitscopeError(f"model spec '{spec}' names no model after '{source}:'")
+            if source in ("timm", "random"):
+                parse_arch(target)  # a malformed keyword list is a one-line error here, not at load
             return Spec(source, target)
     path, _, arch = spec.rpartition("@") if "@" in spec else (spec, "", "")
     if Path(path).is_file():
+        parse_arch(arch)
         return Spec("file", path, arch or None)
     if Path(spec).is_file():
         return Spec("file", spec)
@@ -71,7 +100,8 @@ def load(spec: str, *, seed: int = 0) -> nn.Module:
     if s.source in ("timm", "random"):
         if s.source == "random":
             torch.manual_seed(seed)
-        model = create_timm(s.target, pretrained=s.source == "timm")
+        name, kwargs = parse_arch(s.target)
+        model = create_timm(name, pretrained=s.source == "timm", **kwargs)
     elif s.source == "hf":
         from vitscope.models.hf import load_hf
 
@@ -81,7 +111,8 @@ def load(spec: str, *, seed: int = 0) -> nn.Module:
 
         model = load_zoo(s.target)
     else:
-        model = load_checkpoint(Path(s.target), arch=s.arch)
+        name, kwargs = parse_arch(s.arch) if s.arch else (None, {})
+        model = load_checkpoint(Path(s.target), arch=name, arch_kwargs=kwargs)
     check_vit(model, f"'{spec}'")
     model.vitscope_spec = str(s)
     return model.eval()
