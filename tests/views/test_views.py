@@ -107,3 +107,25 @@ def test_tsne_runs_on_one_thread(monkeypatch):
     monkeypatch.setattr(TSNE, "fit_transform", spy)
     tsne_2d(np.random.default_rng(0).standard_normal((40, 8)), seed=0)
     assert seen and set(seen) == {1}
+
+
+def test_inspect_draws_sams_windowed_attention():
+    """A windowed block's maps are joined over the image (zero between windows): inspect draws SAM."""
+    from vitscope.api import inspect
+
+    spec = ("random:samvit_base_patch16(img_size=40, patch_size=8, window_size=2, global_attn_indexes=(1,), "
+            "neck_chans=8, embed_dim=32, depth=2, num_heads=2)")
+    images = np.random.default_rng(0).integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
+    result = inspect(spec, images, explorer_images=2, progress=False)
+    assert {"attention_maps_1.png", "explorer.html"} <= set(result.files)
+
+
+def test_inspect_says_it_does_not_draw_caits_class_attention():
+    from vitscope.api import inspect
+
+    spec = "random:cait_xxs24_224(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, depth_token_only=2)"
+    images = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    result = inspect(spec, images, explorer_images=2, progress=False)
+    assert result.results["class_attention"].startswith("the 2 class-attention blocks (CaiT) are not drawn")
+    assert "class_attention" not in inspect("random:vit_tiny_patch4_32", images[:, :32, :32], explorer_images=2,
+                                            progress=False).results

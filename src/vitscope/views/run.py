@@ -23,7 +23,8 @@ from torch import nn
 
 from vitscope.data.transforms import model_data_config
 from vitscope.errors import VitscopeError
-from vitscope.metrics.attention import attention_distance, attention_nmi, grid_distances, patch_attention
+from vitscope.metrics.attention import (attention_distance, attention_nmi, grid_distances, patch_attention,
+                                        window_attention_map)
 from vitscope.models.loader import spec_of
 from vitscope.reporting.explorer import ExplorerImage, explorer_page
 from vitscope.reporting.plots import detached, save_figure
@@ -35,6 +36,9 @@ from vitscope.views.pure import (default_queries, parse_query, pca_before_after,
                                  query_maps, to_pixels, tsne_2d)
 
 EXPLORER_BUDGET = 8 * 2**20  # bytes of uint8 attention the explorer may embed
+#: What ``inspect.json`` says of CaiT's class-attention blocks, which it does not draw.
+CLASS_ATTENTION_NOTE = ("the {} class-attention blocks (CaiT) are not drawn: the class token is their only query, so they "
+                        "have no query map; analyze reports their entropy (metrics.attention.class_attention)")
 
 #: A file ``inspect`` writes: a figure (PNG), a page (HTML text), or a file already on disk (copied).
 File = Figure | str | Path
@@ -98,7 +102,9 @@ def inspect_model(model: nn.Module, imgs: Images, *, queries: Sequence[str] = ()
     n_maps = min(len(imgs.names), max(maps, n_explore, 2))
     first = collect(model, imgs.tensors[:n_maps], ("attn", "block_in", "attn_res"), device=device,
                     precision=precision, batch_size=batch_size, progress=progress)
-    attn = torch.stack([patch_attention(a, pre) for a in first["attn"]], 1)  # [B, L, H, P, P]
+    windows = info.window_sizes or (0,) * info.depth  # SAM: a windowed block's maps joined over the image
+    attn = torch.stack([window_attention_map(a, grid, w) if w else patch_attention(a, pre)
+                        for a, w in zip(first["attn"], windows)], 1)  # [B, L, H, P, P]
     files: dict[str, File] = {}
 
     for i in range(min(maps, n_maps)):
@@ -156,6 +162,8 @@ def inspect_model(model: nn.Module, imgs: Images, *, queries: Sequence[str] = ()
             "queries": [list(q) for q in qs], "attention_maps": {"images": imgs.names[:min(maps, n_maps)],
             "per_head": heads, "average": "mean over heads of the patch attention (prefix tokens dropped, rows "
             "renormalised)"}, "tokens_before_after": tokens, "tsne": tsne, "explorer": explorer,
+            **({"class_attention": CLASS_ATTENTION_NOTE.format(info.class_attention_depth)}
+               if info.class_attention_depth else {}),
             "files": list(files)}, {name: detached(f) if isinstance(f, Figure) else f for name, f in files.items()}
 
 
