@@ -163,6 +163,21 @@ def test_report_has_the_findings_table(tmp_path):
     assert "Findings" not in build_report([cl], tmp_path / "plain.html").read_text()
 
 
+
+def test_report_shows_decided_claims_and_folds_the_rest(tmp_path):
+    """Analyses of one CL and one MIM model decide the attention claims; the rest go behind a fold,
+    under one line naming what would decide them."""
+    cl = write(tmp_path / "an-moco", "results.json", analysis([16, 16], [0.0, 0.0]))
+    mim = write(tmp_path / "an-simmim", "results.json", analysis([9, 9], [0.2, 0.2]))
+    page = build_report([cl, mim], tmp_path / "r.html", families={"moco": "cl", "simmim": "mim"}).read_text()
+    shown, folded = page.split("<details>")
+    assert "not enough data: " not in shown and "✓" in shown  # no undecided row above the fold
+    assert "robustness of a CL and a MIM model, probes of a CL and a MIM model, fine-tuning" in shown
+    assert "scripts/reproduce.sh" in shown and "not enough data: " in folded and "✓" not in folded
+    ev = F.gather([cl, mim], {"moco": "cl", "simmim": "mim"})
+    undecided = sum(v.status == F.NO_DATA for _, v in F.check_claims(ev))
+    assert f"{undecided} of the {len(F.CLAIMS)} claims are not decided" in shown
+
 def test_markdown_table_has_one_row_per_claim(tmp_path):
     cl = write(tmp_path / "an-moco", "results.json", analysis([16, 16], [0.0, 0.0]))
     md = F.findings_markdown(F.check_claims(F.gather([cl], {"moco": "cl"})))

@@ -484,6 +484,22 @@ def check_claims(ev: Evidence) -> list[tuple[Claim, Verdict]]:
     return [(c, c.test(ev)) for c in CLAIMS]
 
 
+
+def undecided_by(ev: Evidence) -> list[str]:
+    """What results ``ev`` lacks that the claims it leaves at :data:`NO_DATA` need, in words (the
+    report names them in one line above the undecided claims)."""
+    def both(kind: str) -> bool:
+        return bool(ev.of(kind, "cl") and ev.of(kind, "mim"))
+
+    pairs = {frozenset((a, b)) for _, a, b, *_ in ev.compare}
+    needs = (("robustness of a CL and a MIM model", both("robustness")),
+             ("probes of a CL and a MIM model", both("probe")),
+             ("fine-tuning", bool(ev.finetune)),
+             ("a compare of a CL and a MIM model", frozenset(("cl", "mim")) in pairs),
+             ("a second CL model (a compare of two CL models)", frozenset(("cl",)) in pairs),
+             ("a hybrid model", any(ev.of(kind, "hybrid") for kind in ("analysis", "probe", "finetune"))))
+    return [what for what, held in needs if not held]
+
 MARK = {HOLDS: "✓", FAILS: "✗", NO_DATA: "–", NOT_MEANINGFUL: "○"}
 
 

@@ -115,19 +115,33 @@ def section(folder: Path) -> str:
 
 
 def findings_section(folders: list[Path], families: dict[str, str]) -> str:
-    """The papers' claims checked on ``folders`` (:mod:`vitscope.reporting.findings`) as a table."""
-    from vitscope.reporting.findings import MARK, check_claims, gather
+    """The papers' claims checked on ``folders`` (:mod:`vitscope.reporting.findings`): the decided
+    claims as a table, then one line naming what would decide the rest, whose table is behind a fold."""
+    from vitscope.reporting.findings import MARK, NO_DATA, check_claims, gather, undecided_by
 
-    rows = check_claims(gather(folders, families))
+    ev = gather(folders, families)
+    rows = check_claims(ev)
+
+    def table(claims: list[Any]) -> str:
+        body = "".join(
+            f"<tr><td style='text-align:center'>{MARK[v.status]}</td><td class=k>{html.escape(c.paper)}, "
+            f"{html.escape(c.figure)}</td><td style='text-align:left'>{html.escape(c.statement)}</td>"
+            f"<td style='text-align:left'>{html.escape(v.status)}: {html.escape(v.numbers)}</td></tr>"
+            for c, v in claims)
+        return f"<table><tr><th></th><th>paper, figure</th><th>claim</th><th>measured</th></tr>{body}</table>"
+
+    decided = [(c, v) for c, v in rows if v.status != NO_DATA]
+    undecided = [(c, v) for c, v in rows if v.status == NO_DATA]
     fams = ", ".join(f"{html.escape(k)} = {html.escape(v)}" for k, v in families.items())
-    body = "".join(
-        f"<tr><td style='text-align:center'>{MARK[v.status]}</td><td class=k>{html.escape(c.paper)}, "
-        f"{html.escape(c.figure)}</td><td style='text-align:left'>{html.escape(c.statement)}</td>"
-        f"<td style='text-align:left'>{html.escape(v.status)}: {html.escape(v.numbers)}</td></tr>"
-        for c, v in rows)
-    return (f"<h2>Findings: the papers' claims on these results</h2><p>Families: {fams}. "
+    page = (f"<h2>Findings: the papers' claims on these results</h2><p>Families: {fams}. "
             f"✓ holds, ✗ does not hold, ○ not meaningful (a fine-tuned model below its own linear probe), – not enough data in the folders given.</p>"
-            f"<table><tr><th></th><th>paper, figure</th><th>claim</th><th>measured</th></tr>{body}</table>")
+            + (table(decided) if decided else ""))
+    if undecided:
+        needs = ", ".join(undecided_by(ev)) or "the results each claim names below"
+        page += (f"<p>{len(undecided)} of the {len(rows)} claims are not decided by these folders; they need {html.escape(needs)} "
+                 "(<code>scripts/reproduce.sh</code> runs every experiment of both papers).</p>"
+                 f"<details><summary>the {len(undecided)} claims not decided here</summary>{table(undecided)}</details>")
+    return page
 
 
 def build_report(folders: list[Path], out: Path, title: str = "vitscope report",
