@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import types
 
@@ -21,6 +22,8 @@ def _modules() -> list[str]:
 def test_no_api_name_is_a_subpackage_or_module():
     children = {m.name for m in pkgutil.iter_modules(vitscope.__path__)}
     assert not set(vitscope.__all__) & children
+    # nor a folder, which would import as a namespace package (the zoo's files are in zoo_models/)
+    assert [name for name in vitscope.__all__ if importlib.util.find_spec(f"vitscope.{name}")] == []
     assert not hasattr(vitscope, "_Package") and type(vitscope) is types.ModuleType
 
 
