@@ -101,6 +101,7 @@ def interleaved(variants, x, device, iters):
 
 def numpy_reference(model, x, device, precision):
     """Attention distance, NMI and Fourier per batch with numpy on the CPU (the notebooks' way)."""
+    info = vit_info(model)
     p = info.num_prefix_tokens
     gh, gw = info.grid_size
     ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
