@@ -1,61 +1,27 @@
 """The papers' claims, checked on saved results: one table (:data:`CLAIMS`), each claim a small pure test.
 
-A user names each model's family (``--family moco=cl --family simmim=mim``): a key matches
-a results folder when it is part of the folder's name or of the model spec recorded in the
-results (the longest matching key wins, so ``ft-moco=cl-ft`` beats ``moco=cl``). Families:
-``cl`` (contrastive), ``mim`` (masked image modelling), ``hybrid`` (CL + MIM), each with an
-optional ``-ft`` suffix for a fine-tuned model.
-
-Each claim's test reads an :class:`Evidence` (everything the folders hold, by family) and
-returns a :class:`Verdict`: ``holds`` / ``does not hold`` / ``not enough data`` and the
-numbers behind it. When several models share a family, a comparison holds only if it
-holds for every CL × MIM pair. Blocks: "later half" = blocks ⌊L/2⌋+1…L, "first quarter" =
-blocks 1…⌈L/4⌉, "last quarter" = the last ⌈L/4⌉ blocks (1-based, as in the figures).
+Each claim's test reads an :class:`~vitscope.reporting.findings.folders.Evidence` (everything the
+folders hold, by family) and returns a :class:`Verdict`: ``holds`` / ``does not hold`` / ``not
+enough data`` and the numbers behind it. When several models share a family, a comparison holds
+only if it holds for every CL × MIM pair. Blocks: "later half" = blocks ⌊L/2⌋+1…L, "first
+quarter" = blocks 1…⌈L/4⌉, "last quarter" = the last ⌈L/4⌉ blocks (1-based, as in the figures).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from vitscope.errors import VitscopeError
-from vitscope.results import probe_accuracies, read_results
+from vitscope.reporting.findings.folders import Evidence, Model
 
-FAMILIES = ("cl", "mim", "hybrid")
 HOLDS, FAILS, NO_DATA = "holds", "does not hold", "not enough data"
 #: A fine-tuning claim whose fine-tuned models do not all beat their own linear probes: the
 #: fine-tuning did not reach what a frozen encoder gives, so comparing it says nothing.
 NOT_MEANINGFUL = "not meaningful"
-
-
-@dataclass
-class Model:
-    """One model's results of one kind: ``label`` (folder), ``family``, the parsed file."""
-
-    label: str
-    family: str
-    data: Any
-    key: str = ""  # the --family key that matched it
-
-
-@dataclass
-class Evidence:
-    """Every results file given, sorted by kind; comparisons keep the families of both sides."""
-
-    analysis: list[Model] = field(default_factory=list)  # data: the "metrics" mapping
-    probe: list[Model] = field(default_factory=list)  # data: {"knn"|"linear": {feature: per block}}
-    finetune: list[Model] = field(default_factory=list)  # data: finetune.json
-    robustness: list[Model] = field(default_factory=list)  # data: one entry of results["models"]
-    # (label, family A, family B, results, matched key A, matched key B)
-    compare: list[tuple[str, str, str, dict[str, Any], str, str]] = field(default_factory=list)
-
-    def of(self, kind: str, family: str) -> list[Model]:
-        return [m for m in getattr(self, kind) if m.family == family]
 
 
 @dataclass(frozen=True)
@@ -70,73 +36,6 @@ class Claim:
     figure: str
     statement: str
     test: Callable[[Evidence], Verdict]
-
-
-def parse_families(items: Sequence[str]) -> dict[str, str]:
-    """``["moco=cl", "simmim=mim"]`` → ``{"moco": "cl", "simmim": "mim"}``; bad items are errors."""
-    out = {}
-    for item in items:
-        key, sep, fam = item.partition("=")
-        base = fam.strip().removesuffix("-ft")
-        if not sep or not key.strip() or base not in FAMILIES:
-            raise VitscopeError(f"--family expects NAME=FAMILY with FAMILY one of {list(FAMILIES)} "
-                                f"(optionally with -ft for a fine-tuned model), got '{item}'")
-        out[key.strip()] = fam.strip()
-    return out
-
-
-def matching_key(texts: Sequence[str], families: Mapping[str, str]) -> str | None:
-    """The longest key of ``families`` found in any of ``texts`` (None when none is)."""
-    hits = [k for k in families if any(k in t for t in texts)]
-    return max(hits, key=len) if hits else None
-
-
-def family_of(texts: Sequence[str], families: Mapping[str, str]) -> str | None:
-    """The family of the longest key found in any of ``texts`` (None when no key matches)."""
-    key = matching_key(texts, families)
-    return families[key] if key else None
-
-
-def gather(folders: Sequence[Path], families: Mapping[str, str]) -> Evidence:
-    """Read every results file in ``folders`` into an :class:`Evidence` (unmatched models are left out)."""
-    return evidence([(folder.name, file, read_results(folder / file, reader="findings"))
-                     for folder in folders for file in RESULT_FILES if (folder / file).is_file()], families)
-
-
-RESULT_FILES = ("results.json", "probe.json", "finetune.json")
-
-
-def evidence(entries: Iterable[tuple[str, str, dict[str, Any]]], families: Mapping[str, str]) -> Evidence:
-    """An :class:`Evidence` of ``(name, file name, results)`` entries, results as :func:`read_results`
-    gives them (checked with ``reader="findings"``); ``name`` stands for the folder name in matching
-    ``families`` keys."""
-    ev = Evidence()
-    for name, file, r in entries:
-        _add(ev, name, file, r, families)
-    return ev
-
-
-def _add(ev: Evidence, name: str, file: str, r: dict[str, Any], families: Mapping[str, str]) -> None:
-    prov = r.get("provenance") if isinstance(r.get("provenance"), dict) else {}
-    if file == "probe.json" or file == "finetune.json":
-        key = matching_key([name, str(prov.get("model", ""))], families)
-        if key:  # a fine-tuning run counts for the family of the model it started from
-            getattr(ev, file.split(".")[0]).append(
-                Model(name, families[key].removesuffix("-ft"), probe_accuracies(r) if file == "probe.json" else r,
-                      key))
-    elif r.get("kind") == "vitscope-analysis":
-        fam = family_of([name, str(r["model"].get("spec", ""))], families)
-        if fam:
-            ev.analysis.append(Model(name, fam, r["metrics"]))
-    elif r.get("format") == "vitscope-robustness":
-        for m in r["models"]:
-            fam = family_of([m["spec"]] + ([name] if len(r["models"]) == 1 else []), families)
-            if fam:
-                ev.robustness.append(Model(f"{name}: {m['spec']}", fam, m))
-    elif r.get("format") == "vitscope-compare" and len(r["models"]) == 2:
-        keys = [matching_key([m["spec"]], families) for m in r["models"]]
-        if keys[0] and keys[1]:
-            ev.compare.append((name, families[keys[0]], families[keys[1]], r, keys[0], keys[1]))
 
 
 # ----------------------------------------------------------------------------- block ranges
@@ -484,7 +383,6 @@ def check_claims(ev: Evidence) -> list[tuple[Claim, Verdict]]:
     return [(c, c.test(ev)) for c in CLAIMS]
 
 
-
 def undecided_by(ev: Evidence) -> list[str]:
     """What results ``ev`` lacks that the claims it leaves at :data:`NO_DATA` need, in words (the
     report names them in one line above the undecided claims)."""
@@ -499,22 +397,3 @@ def undecided_by(ev: Evidence) -> list[str]:
              ("a second CL model (a compare of two CL models)", frozenset(("cl",)) in pairs),
              ("a hybrid model", any(ev.of(kind, "hybrid") for kind in ("analysis", "probe", "finetune"))))
     return [what for what, held in needs if not held]
-
-MARK = {HOLDS: "✓", FAILS: "✗", NO_DATA: "–", NOT_MEANINGFUL: "○"}
-
-
-def findings_text(rows: list[tuple[Claim, Verdict]], only_measured: bool = False) -> str:
-    """The findings as a plain-text table (one line per claim) for the terminal."""
-    lines = []
-    for c, v in rows:
-        if only_measured and v.status == NO_DATA:
-            continue
-        lines.append(f"{MARK[v.status]} {c.paper.split()[0]:8s} {c.figure:14s} {c.statement}\n      {v.numbers}")
-    return "\n".join(lines)
-
-
-def findings_markdown(rows: list[tuple[Claim, Verdict]]) -> str:
-    """The findings as a Markdown table (paper, figure, claim, verdict, numbers), e.g. for docs."""
-    head = "| paper | figure | claim | verdict | measured |\n| --- | --- | --- | --- | --- |\n"
-    return head + "".join(f"| {c.paper} | {c.figure} | {c.statement} | {MARK[v.status]} {v.status} | "
-                          f"{v.numbers.replace('|', '/')} |\n" for c, v in rows)
