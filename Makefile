@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup
+.PHONY: demo test lint setup
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,5 +15,9 @@ setup: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/vitscope demo --out out/demo
 
-test: $(BIN)/.installed
+# the floors of the house (pyproject.toml [tool.importlinter]): no import runs back up
+lint: $(BIN)/.installed
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest -q

@@ -37,11 +37,11 @@ import numpy as np
 import timm
 import torch
 
-from vitscope.analysis import METRICS, build_metrics, run_metrics
 from vitscope.allocator import retain_freed_memory
-from vitscope.runtime import autocast, resolve_device
-from vitscope.capture import Taps, vit_info
+from vitscope.analysis import METRICS, build_metrics, run_metrics
 from vitscope.data.images import Batch
+from vitscope.runtime import autocast, resolve_device
+from vitscope.taps import Taps, vit_info
 
 
 RUNS = {"analyze, all metrics, run of 50,000": 50_000, "analyze, all metrics, run of 10,000": 10_000}
@@ -101,6 +101,7 @@ def interleaved(variants, x, device, iters):
 
 def numpy_reference(model, x, device, precision):
     """Attention distance, NMI and Fourier per batch with numpy on the CPU (the notebooks' way)."""
+    info = vit_info(model)
     p = info.num_prefix_tokens
     gh, gw = info.grid_size
     ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")

@@ -61,7 +61,7 @@ def _models(device):
 def _loader(data: str, n: int, batch_size: int, model):
     import torch
 
-    from vitscope.compare.run import sample_images
+    from vitscope.comparison.run import sample_images
     from vitscope.data.images import ImageFolder
     from vitscope.data.transforms import model_transform
 
@@ -101,9 +101,9 @@ def worker(tool: str, data: str, n: int, batch_size: int, device_name: str, out_
                 x = x.to(device)
                 a(x), b(x)
     elif tool == "vitscope":
-        from vitscope.capture import Taps
-        from vitscope.compare.grams import GramCollector
+        from vitscope.comparison.grams import GramCollector
         from vitscope.metrics.cka import MinibatchCKA
+        from vitscope.taps import Taps
 
         ca, cb = (GramCollector(12, ["block"], "flatten", 1) for _ in range(2))
         acc = MinibatchCKA(12, 12, device=device)
@@ -114,7 +114,7 @@ def worker(tool: str, data: str, n: int, batch_size: int, device_name: str, out_
                 acc.update_grams(ca.take()["block"], cb.take()["block"])
         matrix = acc.compute()
     elif tool == "vitscope-cli":
-        from vitscope.compare import CompareConfig, run_compare
+        from vitscope.comparison import CompareConfig, run_compare
 
         res = run_compare(CompareConfig(
             models=["random:vit_tiny_patch4_32", "random:vit_tiny_patch4_32"], data=data, out=Path(out_dir),

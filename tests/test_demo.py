@@ -4,7 +4,7 @@ import pytest
 
 from vitscope.commands.demo import MODELS, run_demo
 from vitscope.models.zoo import manifest, zoo_dir
-from vitscope.report.findings import HOLDS, check_claims, gather
+from vitscope.reporting.findings import HOLDS, check_claims, gather
 
 SHIPPED = manifest(zoo_dir())
 

@@ -7,46 +7,29 @@ The Python API (docs/api.md), one function per command, results as tables and fi
     a.to_frame()                                        # one row per block × quantity (× head)
     a.plot("attention")                                 # the figure `vitscope analyze` writes
 
-``load``, ``zoo``, ``analyze``, ``compare``, ``probe``, ``finetune``, ``pretrain``, ``inspect``, ``capture``,
-``robustness``, ``signature``, ``report``, ``findings``, ``plot``, ``read`` and the result classes are imported on first use
-(:mod:`vitscope.api`), so ``import vitscope`` stays cheap; everything else stays importable from
-its module but is not promised.
+This file only re-exports. The API names are imported from :mod:`vitscope.api` on first use
+(PEP 562), so ``import vitscope`` stays free of torch, pandas and matplotlib. No API name is also
+the name of a subpackage or module (the engines are named for what they hold: ``comparison``,
+``views``, ``perturbation``, ``reporting``, ``taps``), so ``import vitscope.<package>.<module> as m``
+works everywhere; docs/architecture.md draws the floors.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from vitscope.errors import VitscopeError
-
-__version__ = "0.1.0"
-
-
-class _Package(types.ModuleType):
-    """The ``vitscope`` module's type. Some API functions share their name with a subpackage or module
-    (``compare``, ``inspect``, ``report``, ``robustness``, ``capture``): importing one of those would set
-    ``vitscope.<name>`` to it; here that attribute is not set, so the name stays the function's. The
-    modules stay importable by their full names (``from vitscope.compare.run import run_compare``),
-    not as ``import vitscope.compare.run as m``."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if not (name in _API and isinstance(value, types.ModuleType)):
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+from vitscope.version import __version__
 
 #: Public name → the module of :mod:`vitscope.api` that defines it.
 _API = {
-    "load": "models", "zoo": "models", "analyze": "analyze", "compare": "compare", "probe": "probe",
-    "finetune": "finetune", "inspect": "inspect", "capture": "inspect", "robustness": "robustness", "report": "report",
-    "findings": "report", "plot": "results", "read": "results", "Result": "results", "Analysis": "results",
-    "Comparison": "results", "Probe": "results", "Robustness": "results", "Inspection": "results",
-    "Finetune": "results", "signature": "signature", "Signature": "results", "pretrain": "pretrain",
-    "Pretraining": "results",
+    "load": "models", "zoo": "models", "analyze": "analysis", "compare": "comparison", "probe": "probing",
+    "finetune": "finetuning", "inspect": "views", "capture": "views", "robustness": "perturbation",
+    "report": "reporting", "findings": "reporting", "plot": "results", "read": "results", "Result": "result",
+    "Analysis": "results", "Comparison": "results", "Probe": "results", "Robustness": "results",
+    "Inspection": "results", "Finetune": "results", "signature": "placement", "Signature": "results",
+    "pretrain": "pretraining", "Pretraining": "results",
 }
 
 __all__ = [
@@ -85,6 +68,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    """Import an API name from its module of :mod:`vitscope.api` on first use, then keep it here."""
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'vitscope' has no attribute '{name}'")

@@ -21,7 +21,6 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from vitscope.capture import TapError, Taps, ViTInfo, needed_taps, vit_info
 from vitscope.data import SkipLog, iterate, make_loader, subset
 from vitscope.data.sources import DataSource, describe_data, open_data
 from vitscope.data.transforms import model_data_config, model_transform
@@ -32,9 +31,10 @@ from vitscope.metrics.fourier import FourierStats
 from vitscope.metrics.similarity import SimilarityStats
 from vitscope.metrics.spectrum import IMAGE_RANK_RULE, SpectrumStats
 from vitscope.models.finite import check_finite_activations
-from vitscope.models.load import spec_of
+from vitscope.models.loader import spec_of
 from vitscope.results import versions
 from vitscope.runtime import autocast, distributed, shard
+from vitscope.taps import TapError, Taps, ViTInfo, needed_taps, vit_info
 
 log = logging.getLogger("vitscope")
 
@@ -61,7 +61,7 @@ def build_metrics(
 
 
 def model_info(model: nn.Module) -> ViTInfo:
-    """:func:`vitscope.capture.vit_info`, with a model vitscope cannot analyse (no token-to-token
+    """:func:`vitscope.taps.vit_info`, with a model vitscope cannot analyse (no token-to-token
     attention, no patch grid) refused in one line (:class:`VitscopeError`)."""
     try:
         return vit_info(model)

@@ -15,11 +15,12 @@ SUPPORTED_SPECS = (
     "or PATH[@ARCH] to a checkpoint file, format detected from its keys: MoCo v3 (.pth.tar), "
     "SimMIM, MAE (pretrained or fine-tuned), DINO (full or backbone), BEiT (pretrained or fine-tuned), "
     "timm state dict, .safetensors, vitscope's own; @ARCH names the timm architecture "
-    "(else inferred from shapes, standard heads for the width)"
+    "(else inferred from shapes, standard heads for the width); a timm NAME or ARCH may carry keywords: "
+    "random:vit_tiny_patch4_32(depth=6), PATH@vit_tiny_patch4_32(depth=6)"
 )
 
 #: Layer types of Shekhar et al. Figs. 1, 2, 5, 6 and the taps each reads
-#: (:mod:`vitscope.compare.grams`; ``attn_out`` is ``attn_res − block_in``).
+#: (:mod:`vitscope.comparison.grams`; ``attn_out`` is ``attn_res − block_in``).
 LAYER_TYPES: dict[str, tuple[str, ...]] = {
     "block": ("block_out",),
     "qkv": ("qkv",),
@@ -28,7 +29,7 @@ LAYER_TYPES: dict[str, tuple[str, ...]] = {
     "attn_out": ("block_in", "attn_res"),
 }
 
-#: Per-image features CKA forms from a layer's tokens (:func:`vitscope.metrics.cka.reduce_tokens`).
+#: Per-image features CKA forms from a layer's tokens (:func:`vitscope.metrics.tokens.reduce_tokens`).
 TOKEN_REDUCTIONS: tuple[str, ...] = ("flatten", "cls", "gap", "gap_noprefix")
 
 #: Token features the probes read at every block (:mod:`vitscope.eval.features`).

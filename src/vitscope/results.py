@@ -22,15 +22,14 @@ import numpy as np
 import torch
 
 from vitscope.errors import VitscopeError
+from vitscope.version import __version__
 
 
 def versions() -> dict[str, str]:
     """Versions of the software that produced a result."""
     import timm
 
-    import vitscope
-
-    return {"vitscope": vitscope.__version__, "torch": torch.__version__, "timm": timm.__version__,
+    return {"vitscope": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
 
 

@@ -19,9 +19,10 @@ MANIFEST = "manifest.json"
 
 
 def zoo_dir() -> Path:
-    """The zoo folder: ``$VITSCOPE_ZOO`` if set, else the package's own ``vitscope/zoo``."""
+    """The zoo folder: ``$VITSCOPE_ZOO`` if set, else the package's own ``vitscope/zoo_models`` (not
+    ``vitscope/zoo``: a folder of that name would import as a namespace package over ``vitscope.zoo()``)."""
     env = os.environ.get("VITSCOPE_ZOO")
-    return Path(env) if env else Path(__file__).resolve().parent / "zoo"
+    return Path(env) if env else Path(__file__).resolve().parent / "zoo_models"
 
 
 def manifest(folder: Path | None = None) -> dict[str, dict[str, Any]]:

@@ -142,10 +142,10 @@ def test_run_metrics_announces_the_run_size_so_token_spectra_spread_over_it():
     import torch
 
     from vitscope.analysis import run_metrics
-    from vitscope.capture import vit_info
     from vitscope.data.images import Batch
     from vitscope.metrics.spectrum import SpectrumStats
     from vitscope.models import load
+    from vitscope.taps import vit_info
 
     model = load(MODEL)
     x = torch.randn(12, 3, 32, 32)

@@ -66,7 +66,7 @@ def use_tiny(monkeypatch, name: str, kwargs: dict, edit=None) -> str:
         model.vitscope_spec = s
         return model
 
-    monkeypatch.setattr(importlib.import_module("vitscope.models.load"), "load", tiny)  # what as_vit calls
+    monkeypatch.setattr(importlib.import_module("vitscope.models.loader"), "load", tiny)  # what as_vit calls
     return spec
 
 

@@ -35,8 +35,8 @@ def test_import_is_cheap_and_names_resolve_on_use():
 
 
 def test_names_shared_with_subpackages_stay_the_functions():
-    for module in ("vitscope.compare.run", "vitscope.inspect.run", "vitscope.report.html", "vitscope.robustness.run",
-                   "vitscope.capture"):
+    for module in ("vitscope.comparison.run", "vitscope.views.run", "vitscope.reporting.html", "vitscope.perturbation.run",
+                   "vitscope.taps"):
         importlib.import_module(module)  # imported after vitscope, they would set vitscope.<name> to themselves
     for name in ("compare", "inspect", "report", "robustness", "capture"):
         value = getattr(vitscope, name)

@@ -91,7 +91,7 @@ def test_figures_and_notebook_views(results):
 
 
 def test_findings_of_results_in_memory_equal_the_reports(results, tmp_path):
-    from vitscope.report.findings import check_claims, gather
+    from vitscope.reporting.findings import check_claims, gather
 
     moco, simmim, cka, knn = results
     table = vitscope.findings({moco: "cl", simmim: "mim", cka: None, knn[CL]: "cl", knn[MIM]: "mim"})

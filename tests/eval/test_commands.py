@@ -15,9 +15,9 @@ from vitscope.commands import finetune as finetune_cmd
 from vitscope.commands import probe as probe_cmd
 from vitscope.data import model_transform
 from vitscope.errors import VitscopeError
-from vitscope.eval.classifier import classifier
 from vitscope.eval.labelled import open_labelled
 from vitscope.models import load
+from vitscope.models.classifier import classifier
 
 MODEL = "random:vit_evaltest_tiny"
 

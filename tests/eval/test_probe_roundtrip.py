@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from vitscope.data import model_transform
-from vitscope.eval.classifier import classifier
 from vitscope.eval.features import extract_features
 from vitscope.eval.labelled import open_labelled
 from vitscope.eval.linear_probe import LayerwiseLinearProbe, ProbeTraining, probe_file, save_probe, train_probe
 from vitscope.eval.probe_run import parse_probe_target
+from vitscope.models.classifier import classifier
 
 
 @pytest.mark.parametrize("feature,layer", [("pooled", -1), ("cls", 1), ("gap_noprefix", 2)])

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo, window_valid
+from vitscope.taps import ViTInfo, window_valid
 from vitscope.metrics.attention import (
     AttentionStats, attention_distance, attention_entropy, attention_nmi, attention_statistics,
     class_attention_entropy, grid_distances, patch_attention, window_attention_statistics, xlogx,
@@ -214,3 +214,22 @@ def test_stats_route_windowed_and_class_attention_layers():
     ca = r["class_attention"]
     assert ca["labels"] == ["class-attention block 0"] and ca["max_entropy"] == pytest.approx(math.log(16))
     assert ca["entropy_per_head"] == [[pytest.approx(math.log(4))] * 2]
+
+
+def test_window_attention_map_is_what_the_window_statistics_measure():
+    """SAM: a 5×5 grid in 2×2 windows (padded to 6×6, 9 windows). The map the windows make over the
+    image gives, with the plain definitions, the window statistics' distance, NMI and entropy."""
+    from vitscope.metrics.attention import (attention_statistics, grid_distances, window_attention_map,
+                                            window_attention_statistics)
+    from vitscope.taps import window_valid
+
+    grid, window, patch = (5, 5), 2, (8, 8)
+    attn = torch.randn(3, 9, 2, 4, 4, dtype=torch.float64).softmax(-1)  # [B, W, H, T, T]
+    full = window_attention_map(attn, grid, window)
+    assert full.shape == (3, 2, 25, 25)
+    torch.testing.assert_close(full.sum(-1), torch.ones_like(full.sum(-1)))  # every patch query, renormalised
+    assert full[0, 0, 0, 2] == 0 and full[0, 0, 0, 1] > 0  # patch (0,0) attends inside its window only
+    got = attention_statistics(full, 0, grid_distances(grid, patch))
+    want = window_attention_statistics(attn, grid_distances((window, window), patch), window_valid(grid, window))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w.to(g))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 from vitscope.metrics.attention import (
     AttentionStats, attention_distance, attention_entropy, attention_nmi, grid_distances, nmi_from_marginal,
     patch_attention, xlogx,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 from vitscope.metrics.fourier import (EPS, FourierStats, full_from_half, half_diagonal, half_log_amplitude,
                                      relative_log_amplitude, tokens_to_maps)
 

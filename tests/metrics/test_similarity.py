@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo
 from vitscope.metrics.similarity import SimilarityStats, cosine, mean_pairwise_cosine
+from vitscope.taps import ViTInfo
 
 
 def test_identical_vectors_cosine_one():

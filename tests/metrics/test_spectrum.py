@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vitscope.capture import ViTInfo
 from vitscope.metrics.spectrum import SpectrumStats, delta_log, scatter_singular_values, token_singular_values
+from vitscope.taps import ViTInfo
 
 
 def test_token_spectrum_of_known_low_rank_matrix():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from vitscope.api.results import PathLike, Result
+from vitscope.api.result import PathLike, Result
 from vitscope.data.sources import DataSource
 from vitscope.results import check_output_folder
 

@@ -1,28 +1,18 @@
-"""Result objects: a results file in memory, as a table, as the figures the command line draws.
-
-Every object holds the content of one results file (``.results``, a dict of plain JSON values,
-exactly what the file holds) and the folder it was saved to or read from (``.folder``):
-
-- ``.to_frame()`` a tidy :class:`pandas.DataFrame` (:mod:`vitscope.api.frames`);
-- ``.plot(...)`` the matplotlib ``Figure`` the command line writes as a PNG;
-- ``.save(dir)`` the files the command line writes (:mod:`vitscope.results` writes them);
-- :func:`read` loads any results folder (or file) back into the same kind of object.
-
-In a notebook an object shows itself as a short table of what it holds (``_repr_html_``).
-"""
+"""The result classes, one per kind of results file (:data:`KINDS`), on the base :class:`~vitscope.api.result.Result`
+(each knows its table, :mod:`vitscope.api.frames`, its figures and the files it saves), and the
+results files read back into them: :func:`read`, :func:`as_result`; :func:`plot` overlays analyses."""
 
 from __future__ import annotations
 
-import html
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from vitscope.api import frames
+from vitscope.api.result import PathLike, Result
 from vitscope.errors import VitscopeError
 from vitscope.results import (
     ANALYSIS,
@@ -33,75 +23,14 @@ from vitscope.results import (
     PROBE,
     READERS,
     ROBUSTNESS,
-    SCHEMA_VERSION,
     SIGNATURE,
-    ensure_dir,
     kind_of,
     missing_keys,
     probe_accuracies,
     read_results,
-    to_plain,
     write_atomic,
     write_results,
 )
-
-PathLike = str | os.PathLike
-
-
-class Result:
-    """The content of one results file (``results``) and where it is on disk (``folder``, or None)."""
-
-    kind: ClassVar[str]
-    file: ClassVar[str] = "results.json"
-
-    def __init__(self, results: Mapping[str, Any], folder: PathLike | None = None) -> None:
-        self.results: dict[str, Any] = to_plain({"schema_version": SCHEMA_VERSION, **results})
-        self.folder = Path(folder) if folder is not None else None
-
-    @property
-    def label(self) -> str:
-        """The model(s) the results are of, for legends and tables."""
-        return str(self.results.get("model", {}).get("spec"))
-
-    def to_frame(self) -> pd.DataFrame:
-        """The numbers as a tidy table (:mod:`vitscope.api.frames`)."""
-        raise NotImplementedError
-
-    def plot(self) -> Figure:
-        """The figure the command line draws of these results."""
-        raise NotImplementedError
-
-    def save(self, out: PathLike) -> Path:
-        """Write the files the command line writes into folder ``out`` (created if needed); return it."""
-        return self._save(out, self._write)
-
-    def _save(self, out: PathLike, write: Callable[[Path], None]) -> Path:
-        folder = ensure_dir(Path(out))
-        write(folder)
-        self.folder = folder
-        return folder
-
-    def _write(self, out: Path) -> None:
-        """Write the files into the existing folder ``out`` (``self`` unchanged)."""
-        write_results(out / self.file, self.results)
-
-    def summary(self) -> dict[str, str]:
-        """A few facts about the results, by name (the notebook view)."""
-        facts = {"model": self.label}
-        data = self.results.get("data")
-        if isinstance(data, dict):
-            facts["data"] = f"{data.get('spec')} ({data.get('images')} images)"
-        if self.folder is not None:
-            facts["folder"] = str(self.folder)
-        return facts
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} " + ", ".join(f"{k}: {v}" for k, v in self.summary().items()) + ">"
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
-                       f"{html.escape(v)}</td></tr>" for k, v in self.summary().items())
-        return f"<b>vitscope {type(self).__name__}</b><table>{rows}</table>"
 
 
 class Analysis(Result):
@@ -129,7 +58,7 @@ class Analysis(Result):
         return self._save(out, lambda folder: self._write(folder, plots))
 
     def _write(self, out: Path, plots: bool = True) -> None:
-        from vitscope.report.plots import plot_all
+        from vitscope.reporting.plots import plot_all
 
         super()._write(out)
         if plots:
@@ -161,15 +90,15 @@ class Comparison(Result):
 
     def plot(self, layer_type: str | None = None) -> Figure:
         """The CKA heat map of ``layer_type`` (default: every layer type side by side, ``cka_all.png``)."""
-        from vitscope.compare.plots import comparison_figure
-        from vitscope.report.plots import detached
+        from vitscope.comparison.plots import comparison_figure
+        from vitscope.reporting.plots import detached
 
         if layer_type is not None:
             self.cka(layer_type)  # a wrong name is one line
         return detached(comparison_figure(self.results, [layer_type] if layer_type else None))
 
     def _write(self, out: Path) -> None:
-        from vitscope.compare.plots import plot_compare
+        from vitscope.comparison.plots import plot_compare
 
         super()._write(out)
         plot_compare(self.results, out)
@@ -206,7 +135,7 @@ class Probe(Result):
     def plot(self, method: str | None = None) -> Figure:
         """Accuracy per block of ``method`` (knn or linear; default the first the results hold)."""
         from vitscope.eval.plots import probe_figure, probe_methods
-        from vitscope.report.plots import detached
+        from vitscope.reporting.plots import detached
 
         methods = probe_methods(self.results)
         if method is not None and method not in methods:
@@ -258,8 +187,8 @@ class Robustness(Result):
 
     def plot(self, which: str | None = None) -> Figure:
         """``noise_drop`` or ``shape_bias`` (default the first the results hold)."""
-        from vitscope.report.plots import detached
-        from vitscope.robustness.plots import FIGURES, figure_names
+        from vitscope.perturbation.plots import FIGURES, figure_names
+        from vitscope.reporting.plots import detached
 
         names = figure_names(self.results)
         if which is not None and which not in names:
@@ -267,7 +196,7 @@ class Robustness(Result):
         return detached(FIGURES[which or names[0]](self.results))
 
     def _write(self, out: Path) -> None:
-        from vitscope.robustness.plots import plot_all
+        from vitscope.perturbation.plots import plot_all
 
         super()._write(out)
         plot_all(self.results, out)
@@ -297,16 +226,18 @@ class Inspection(Result):
     def plot(self, name: str | None = None) -> Figure:
         """The figure written as ``name`` (default the first: ``attention_maps_1.png``, the query
         attention maps of the first image, or ``nmi_kde.png``)."""
+        from vitscope.reporting.plots import png_figure
+
         pngs = [n for n in self.files if n.endswith(".png")]
         if name is not None and name not in pngs:
             raise VitscopeError(f"no figure '{name}'. Valid options are: {pngs}")
         if not pngs:
             raise VitscopeError("these results have no figure")
         f = self.files[name or pngs[0]]
-        return f if isinstance(f, Figure) else _png_figure(Path(f))
+        return f if isinstance(f, Figure) else png_figure(Path(f))
 
     def _write(self, out: Path) -> None:
-        from vitscope.inspect.run import write_inspect
+        from vitscope.views.run import write_inspect
 
         write_inspect(out, self.results, self.files)
 
@@ -333,7 +264,7 @@ class Finetune(Result):
     def plot(self) -> Figure:
         """Training loss and validation accuracy per epoch (the command line draws no figure of these)."""
         from vitscope.eval.plots import finetune_figure
-        from vitscope.report.plots import detached
+        from vitscope.reporting.plots import detached
 
         return detached(finetune_figure(self.results))
 
@@ -364,15 +295,15 @@ class Signature(Result):
 
     def plot(self) -> Figure:
         """The figure ``vitscope signature`` writes to ``signature.png``."""
-        from vitscope.report.plots import detached
-        from vitscope.report.signature import signature_figure
+        from vitscope.reporting.plots import detached
+        from vitscope.reporting.signature import signature_figure
 
         return detached(signature_figure(self.results))
 
     def _write(self, out: Path) -> None:
         """``signature.json``, the table as ``signature.md`` and the figure as ``signature.png``."""
-        from vitscope.report.plots import save_figure
-        from vitscope.report.signature import signature_figure, table_markdown
+        from vitscope.reporting.plots import save_figure
+        from vitscope.reporting.signature import signature_figure, table_markdown
 
         super()._write(out)
         write_atomic(out / "signature.md", table_markdown(self.results).encode())
@@ -408,8 +339,8 @@ class Pretraining(Result):
 
     def plot(self) -> Figure:
         """The loss against epochs (and the hybrid's two parts), as ``vitscope plot RUN`` draws it."""
-        from vitscope.report.plots import detached
-        from vitscope.report.training import training_figure
+        from vitscope.reporting.plots import detached
+        from vitscope.reporting.training import training_figure
 
         return detached(training_figure([(self.label, self.results["log"])]))
 
@@ -422,24 +353,6 @@ class Pretraining(Result):
 KINDS: dict[str, type[Result]] = {c.kind: c for c in (Analysis, Comparison, Probe, Robustness, Inspection, Finetune,
                                                        Signature, Pretraining)}
 FILES = ("results.json", "probe.json", "finetune.json", "inspect.json", "signature.json", "pretrain.json")
-
-
-def _png_figure(path: Path) -> Figure:
-    """A figure showing the PNG at ``path`` at its own size (a figure read back from disk)."""
-    import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
-
-    from vitscope.report.plots import (
-        detached,  # before pyplot: it chooses matplotlib's backend
-    )
-
-    pixels = mpimg.imread(path)
-    dpi = 110
-    fig = plt.figure(figsize=(pixels.shape[1] / dpi, pixels.shape[0] / dpi), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(pixels)
-    ax.set_axis_off()
-    return detached(fig)
 
 
 def read(path: PathLike) -> Result:
@@ -465,7 +378,7 @@ def _read(path: PathLike, reader: str | None = None) -> Result:
         saved = folder / "probe.pt"
         state = None
         if r.get("saved_probe") and saved.is_file():
-            from vitscope.eval.classifier import load_probe
+            from vitscope.models.classifier import load_probe
 
             state = load_probe(saved)[1]
         return Probe(r, folder, state)
@@ -482,7 +395,7 @@ def plot(analyses: Sequence[Analysis | PathLike], metric: str | None = None,
 
     >>> vitscope.plot([moco, simmim], "attention", labels=["MoCo v3", "SimMIM"])
     """
-    from vitscope.report.plots import FIGURES, common_metrics, detached
+    from vitscope.reporting.plots import FIGURES, common_metrics, detached
 
     results = [as_result(a, Analysis, reader="plot") for a in analyses]
     if not results:

@@ -26,9 +26,9 @@ def run_demo(out: Path, *, device: str = "auto", progress: bool = False) -> tupl
     """Run the demo into ``out``; return the report path and the findings as text."""
     from vitscope.api import analyze, compare, probe
     from vitscope.data.shipped import BANK, QUERY
-    from vitscope.report.findings import check_claims, findings_text, gather
-    from vitscope.report.html import build_report
-    from vitscope.report.plots import plot_all
+    from vitscope.reporting.findings import check_claims, findings_text, gather
+    from vitscope.reporting.html import build_report
+    from vitscope.reporting.plots import plot_all
 
     folders, runs = [], []
     for name, spec in MODELS.items():

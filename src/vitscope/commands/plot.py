@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
         label: Annotated[list[str] | None, typer.Option(help="one label per results file")] = None,
     ) -> None:
-        from vitscope.report.plots import plot_all
-        from vitscope.report.training import plot_training_curves
+        from vitscope.reporting.plots import plot_all
+        from vitscope.reporting.training import plot_training_curves
         from vitscope.results import read_analysis
         from vitscope.runlog import read_log
 

@@ -1,7 +1,7 @@
 """``vitscope signature``: where a model sits between contrastive (CL) and masked image modelling (MIM).
 
 Parses the options and prints the table; the work is :func:`vitscope.api.signature` (gathering
-results, the default references) and :mod:`vitscope.report.signature` (the math).
+results, the default references) and :mod:`vitscope.reporting.signature` (the math).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         progress: Progress = True,
     ) -> None:
         from vitscope.api import signature
-        from vitscope.report.signature import parse_references, table_text
+        from vitscope.reporting.signature import parse_references, table_text
 
         refs = parse_references(reference or [])
         result = signature(results, cl=[f for f, fam in refs.items() if fam == "cl"],

@@ -28,15 +28,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vitscope.capture import Taps, vit_info
 from vitscope.choices import TOKEN_FEATURES
 from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.errors import VitscopeError
-from vitscope.models.finite import check_finite_activations
-from vitscope.eval.classifier import pool_tokens
 from vitscope.eval.labelled import LabelledSet
+from vitscope.metrics.tokens import pool_tokens
+from vitscope.models.finite import check_finite_activations
 from vitscope.results import ensure_dir, write_json
 from vitscope.runtime import resolve_device
+from vitscope.taps import Taps, vit_info
 
 FINAL_FEATURE = "pooled"
 

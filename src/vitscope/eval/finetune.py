@@ -39,18 +39,18 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
-from vitscope.capture import blocks_of
 from vitscope.data import SkipLog, iterate, make_loader
 from vitscope.data.images import collate
 from vitscope.data.transforms import model_data_config
 from vitscope.errors import Stopped, VitscopeError
-from vitscope.models.finite import check_finite_activations
 from vitscope.eval.finetune_config import FinetuneConfig
 from vitscope.eval.labelled import LabelledSet
 from vitscope.eval.reinit import parse_reinit, reinit_blocks
+from vitscope.models.finite import check_finite_activations
 from vitscope.results import atomic_torch_save
-from vitscope.stopping import deferred_stop, ignore_stop_signals
 from vitscope.schedule import warmup_cosine
+from vitscope.stopping import deferred_stop, ignore_stop_signals
+from vitscope.taps import blocks_of
 from vitscope.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)

@@ -50,16 +50,24 @@ class LabelledSet:
 def open_labelled(source: DataSource, transform: Transform, images: int | None = None, seed: int = 0) -> LabelledSet:
     """Open ``source`` (:func:`vitscope.data.sources.open_data`), take a seeded subset, require labels.
 
-    Raises :class:`VitscopeError` when any image lacks a label (flat folder, ``.npz``
-    without ``labels``, an array without labels), since probes, k-NN and fine-tuning all need them.
+    Raises :class:`VitscopeError` when the images carry no labels (flat folder, ``.npz`` without
+    ``labels``, an array without labels) or some carry a negative one, since probes, k-NN and
+    fine-tuning all need a class 0 … C−1 for every image.
     """
     full = open_data(source, transform)
     spec = describe_data(source)
-    if (labels_of(full) < 0).any():
+    given = labels_of(full)
+    if len(given) and (given == -1).all():  # -1: vitscope's mark of an image without a label
         raise VitscopeError(
             f"data '{spec}' has no class labels: evaluation needs a folder with one sub-folder per class, "
             "a .npz with a 'labels' array, cifar10:train / cifar10:test, (images, labels) or a Dataset of "
             "(image, label) items"
+        )
+    negative = given[given < 0]
+    if len(negative):
+        raise VitscopeError(
+            f"data '{spec}' has negative class labels ({len(negative)} of {len(given)} images, e.g. "
+            f"{int(negative.min())}): evaluation needs labels 0, 1, ..., C-1 (-1 also marks an image without one)"
         )
     ds = subset(full, images, seed)
     labels = labels_of(ds)

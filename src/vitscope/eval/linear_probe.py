@@ -27,7 +27,7 @@ from torch import nn
 
 from vitscope.choices import PROBE_OPTIMIZERS
 from vitscope.errors import VitscopeError
-from vitscope.eval.classifier import PROBE_FORMAT
+from vitscope.models.classifier import PROBE_FORMAT
 from vitscope.results import atomic_torch_save
 from vitscope.schedule import warmup_cosine
 
@@ -183,7 +183,7 @@ def fit_probes(train_feats: np.ndarray, train_labels: np.ndarray, val_feats: np.
 
 def probe_file(probe: LayerwiseLinearProbe, layer: int, *, model_spec: str, feature: str,
                model_layer: int, classes: list[str]) -> dict:
-    """The probe file (format in :mod:`vitscope.eval.classifier`) of block ``layer`` of ``probe``.
+    """The probe file (format in :mod:`vitscope.models.classifier`) of block ``layer`` of ``probe``.
 
     ``model_layer`` is the block of the model the probe reads (``-1``: final features).
     """

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from vitscope.eval.features import FINAL_FEATURE
-from vitscope.report.plots import save_figure  # before pyplot: it chooses matplotlib's backend
+from vitscope.reporting.plots import save_figure  # before pyplot: it chooses matplotlib's backend
 from vitscope.results import probe_accuracies
 
 import matplotlib.pyplot as plt  # noqa: E402

@@ -10,7 +10,7 @@ One run extracts the features of the train and validation sets once
 
 :func:`run_probe` returns the content of ``probe.json`` (accuracies per block, final-epoch
 probe histories, provenance) and, when asked, the probe file for
-:func:`vitscope.eval.classifier.classifier` (``probe.pt``); the figures (``knn.png`` /
+:func:`vitscope.models.classifier.classifier` (``probe.pt``); the figures (``knn.png`` /
 ``linear.png``) are drawn from the results (:func:`vitscope.eval.plots.plot_probe`). With
 ``out``, features are cached under ``out/features/`` (memory-mapped, reused by a later run on
 the same model and data) when model and data are specs: an in-memory model or data set has no
@@ -28,18 +28,18 @@ import numpy as np
 
 from torch import nn
 
-from vitscope.capture import vit_info
+from vitscope.choices import KNN_K, KNN_TEMPERATURE, TOKEN_FEATURES
 from vitscope.data import model_transform
 from vitscope.data.sources import DataSource
 from vitscope.errors import VitscopeError
-from vitscope.choices import KNN_K, KNN_TEMPERATURE, TOKEN_FEATURES
 from vitscope.eval.features import FINAL_FEATURE, Features, extract_features, parse_features
-from vitscope.runtime import resolve_device
 from vitscope.eval.knn import knn_accuracy_per_block
 from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.eval.linear_probe import ProbeTraining, fit_probes, probe_file
-from vitscope.results import PROBE, provenance
 from vitscope.models import as_vit, spec_of
+from vitscope.results import PROBE, provenance
+from vitscope.runtime import resolve_device
+from vitscope.taps import vit_info
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from timm.models._manipulate import named_apply
 from timm.models.vision_transformer import get_init_weights_vit, init_weights_vit_timm
 from torch import nn
 
-from vitscope.capture import blocks_of
 from vitscope.errors import VitscopeError
+from vitscope.taps import blocks_of
 
 
 def parse_reinit(text: str, depth: int) -> list[int]:

@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from vitscope.capture import ViTInfo, window_valid
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
+from vitscope.taps import ViTInfo, window_tokens_to_grid, window_valid
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +129,29 @@ def attention_statistics(
     return distance, nmi_from_marginal(pk, h_k_given_q), h_k_given_q
 
 
+def window_attention_map(attn: torch.Tensor, grid_size: tuple[int, int], window: int) -> torch.Tensor:
+    """Windowed attention ``[..., W, H, T, T]`` (SAM) → ``[..., H, n, n]`` over the ``n`` patches of the
+    image, row-major on its grid: the windows of one image together are one map, zero between
+    windows; padding keys are dropped and rows renormalised, padding queries left out (what
+    :func:`window_attention_statistics` measures without forming the map)."""
+    valid = window_valid(grid_size, window).to(attn.device)  # [W, T]
+    w, t = valid.shape
+    a = patch_attention(attn * valid[:, None, None, :], 0)  # padding keys dropped, rows renormalised
+    a = a.movedim(-4, -3)  # [..., H, W, T, T]
+    full = a.new_zeros(*a.shape[:-3], w * t, w * t)
+    for i in range(w):
+        full[..., i * t:(i + 1) * t, i * t:(i + 1) * t] = a[..., i, :, :]
+    order = window_tokens_to_grid(torch.arange(w * t, device=attn.device).view(w, t), grid_size, window)[0]
+    return full[..., order, :][..., order]
+
+
 def window_attention_statistics(
     attn: torch.Tensor, dist: torch.Tensor, valid: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Distance, NMI and entropy per image and head of windowed attention ``[B, W, H, T, T]`` → 3 × ``[B, H]``.
 
     ``valid`` ``[W, T]`` (bool) marks the window positions that hold an image patch
-    (``capture.window_valid``); ``dist`` ``[T, T]``: pixel distances between the positions of a
+    (:func:`vitscope.taps.window_valid`); ``dist`` ``[T, T]``: pixel distances between the positions of a
     window, the same in every window. Padding keys are dropped and rows renormalised,
     padding queries left out; over the ``n`` patches of the image, with ``â`` the
     renormalised rows and ``q``, ``k`` in one window:

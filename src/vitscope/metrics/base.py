@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from vitscope.capture import ViTInfo
+from vitscope.taps import ViTInfo
 
 
 class StreamingMetric:

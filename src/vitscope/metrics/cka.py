@@ -15,7 +15,7 @@ formed, in float64: the raw formula in float32 on features with a large common o
 loses every significant digit (CKA 1.0 or NaN instead of 0.63).
 
 Gram matrices are over *images*: activations ``[B, T, D]`` are flattened to
-``[B, T·D]`` (:func:`reduce_tokens` picks CLS / GAP instead), never treated as ``B·T``
+``[B, T·D]`` (:func:`vitscope.metrics.tokens.reduce_tokens` picks CLS / GAP instead), never treated as ``B·T``
 samples.
 """
 
@@ -25,23 +25,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
-
-from vitscope.choices import TOKEN_REDUCTIONS
-from vitscope.eval.classifier import pool_tokens
-
-
-def reduce_tokens(x: torch.Tensor, how: str, num_prefix_tokens: int) -> torch.Tensor:
-    """``[B, T, ...]`` activations → ``[B, F]`` per-image features.
-
-    ``flatten``: all tokens and channels, ``F = T·D`` (``K = Σ_t X_t X_tᵀ``);
-    ``cls``: token 0; ``gap``: mean over all tokens; ``gap_noprefix``: mean over the
-    tokens after the ``num_prefix_tokens`` prefix (CLS, registers) tokens.
-    """
-    if how not in TOKEN_REDUCTIONS:
-        raise ValueError(f"unknown token reduction '{how}'. Valid options are: {list(TOKEN_REDUCTIONS)}")
-    if how == "flatten" or x.ndim == 2:
-        return x.flatten(1)
-    return pool_tokens(x, how, num_prefix_tokens).flatten(1)
 
 
 def centered_gram(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from vitscope.capture import ViTInfo
 from vitscope.metrics.base import StreamingMetric
+from vitscope.taps import ViTInfo
 
 EPS = 1e-6
 

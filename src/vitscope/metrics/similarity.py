@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from vitscope.capture import ViTInfo
 from vitscope.metrics.base import StreamingMetric
 from vitscope.runtime import compiled
+from vitscope.taps import ViTInfo
 
 
 def inverse_norms(norms: torch.Tensor) -> torch.Tensor:

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from vitscope.capture import ViTInfo
 from vitscope.metrics.base import StreamingMetric
+from vitscope.taps import ViTInfo
 
 log = logging.getLogger(__name__)
 

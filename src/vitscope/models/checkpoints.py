@@ -116,10 +116,11 @@ def set_data_config(model: nn.Module, mean: tuple[float, ...], std: tuple[float,
 
 
 def build_for(state_dict: StateDict, arch: str | None, source: str,
-              heads: Mapping[int, int] = STANDARD_HEADS) -> nn.Module:
-    """The timm model ``state_dict`` describes (or timm's ``arch`` with the file's head), loaded."""
+              heads: Mapping[int, int] = STANDARD_HEADS, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """The timm model ``state_dict`` describes (or timm's ``arch`` with the file's head and
+    ``arch_kwargs``), loaded."""
     if arch:
-        model = create_timm(arch, pretrained=False, **head_kwargs_for_arch(state_dict))
+        model = create_timm(arch, pretrained=False, **{**head_kwargs_for_arch(state_dict), **(arch_kwargs or {})})
     else:
         try:
             cls, kwargs = infer_kwargs(state_dict, heads)
@@ -153,8 +154,9 @@ def evaluated_encoder(checkpoint: Mapping[str, Any]) -> Any:
     return checkpoint.get("model")
 
 
-def load_checkpoint(path: Path, arch: str | None = None) -> nn.Module:
-    """A timm ViT with the weights of checkpoint ``path`` (any format in :data:`FORMATS`)."""
+def load_checkpoint(path: Path, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """A timm ViT with the weights of checkpoint ``path`` (any format in :data:`FORMATS`); ``arch``
+    and its keywords ``arch_kwargs`` name the timm architecture instead of the file's own or its shapes."""
     checkpoint = read_checkpoint(path)
     try:
         name = detect_format(checkpoint)
@@ -172,13 +174,13 @@ def load_checkpoint(path: Path, arch: str | None = None) -> nn.Module:
     if name == "vitscope":
         if checkpoint.get("version") != 1:
             raise VitscopeError(f"{source} has version {checkpoint.get('version')!r}; this vitscope reads version 1")
-        arch_kwargs = checkpoint.get("arch_kwargs") or {}
-        if not isinstance(arch_kwargs, Mapping):
-            raise VitscopeError(f"{source}: 'arch_kwargs' must be a dict, got {type(arch_kwargs).__name__}")
-        model = create_timm(arch or str(checkpoint.get("arch")), pretrained=False, **arch_kwargs)
+        saved_kwargs = checkpoint.get("arch_kwargs") or {}
+        if not isinstance(saved_kwargs, Mapping):
+            raise VitscopeError(f"{source}: 'arch_kwargs' must be a dict, got {type(saved_kwargs).__name__}")
+        model = create_timm(arch or str(checkpoint.get("arch")), pretrained=False, **{**saved_kwargs, **(arch_kwargs or {})})
         load_strict(model, state_dict, source)
         return model
-    model = build_for(state_dict, arch, source, fmt.heads)
+    model = build_for(state_dict, arch, source, fmt.heads, arch_kwargs)
     if not arch:
         set_data_config(model, fmt.mean, fmt.std)
     return model

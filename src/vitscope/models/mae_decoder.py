@@ -35,7 +35,7 @@ from torch import nn
 
 from vitscope.errors import VitscopeError
 from vitscope.models.checkpoints import load_strict, read_checkpoint
-from vitscope.models.load import parse_spec
+from vitscope.models.loader import parse_spec
 
 OFFICIAL_DECODER_HEADS = 16
 

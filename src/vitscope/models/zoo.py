@@ -5,7 +5,7 @@ of ``manifest.json``: method, architecture, data, epochs, recipe, wall time, har
 linear-probe and 20-NN accuracy and the file's sha256, which is checked on every load, so
 a damaged or replaced file is a one-line error instead of silently wrong numbers.
 
-The zoo folder is ``src/vitscope/zoo/`` (package data); ``$VITSCOPE_ZOO`` points
+The zoo folder is ``src/vitscope/zoo_models/`` (package data); ``$VITSCOPE_ZOO`` points
 elsewhere (a folder with the same layout, e.g. GPU-trained models under the same names).
 :func:`add_entry` writes an entry from a ``vitscope pretrain`` run, or from a ``vitscope finetune``
 run of a zoo model (its encoder after fine-tuning, e.g. for Shekhar et al. Fig. 5), with ``vitscope zoo add``.

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 import vitscope.models  # noqa: F401  (registers the small-image ViTs)
 from vitscope.errors import Stopped, VitscopeError
-from vitscope.models.load import create_timm, load
+from vitscope.models.loader import create_timm, load
 from vitscope.results import PRETRAIN, ensure_dir, provenance, write_atomic, write_results
 from vitscope.runlog import read_log, training_summary
 from vitscope.stopping import deferred_stop

@@ -1,5 +1,0 @@
-"""Comparing two models' representations (CKA by layer type) and predictions (agreement)."""
-
-from vitscope.compare.run import CompareConfig, run_compare
-
-__all__ = ["CompareConfig", "run_compare"]
