@@ -12,6 +12,7 @@ step ``--until`` (default 600) is logged.
     dino_sweep.py fork    --runs DIR NAME KEY=VALUE...  # the trunk's state at step 390, KEY changed from there on
     dino_sweep.py scratch --runs DIR NAME KEY=VALUE...  # a run from step 0 with KEY changed (K, crops, ...)
     dino_sweep.py table   --runs DIR                    # the markdown table of every run in DIR
+    dino_sweep.py figure  --runs DIR --out FILE.png     # teacher entropy and KL against steps, and a CSV beside it
 
 A change that acts only once the prototypes are unfrozen (their lr, their weight decay) gives in a
 fork exactly the run from scratch, at a third of the cost; a fork of any other setting (teacher
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -122,17 +124,73 @@ def table(runs: Path) -> str:
     return "\n".join(rows)
 
 
+def runs_logs(runs: Path) -> dict[str, list[dict]]:
+    """Every run's log (the official loop's ``official*.jsonl`` too), by name."""
+    logs = {p.name: [json.loads(ln) for ln in (p / "log.jsonl").read_text().splitlines() if ln.strip()]
+            for p in sorted(runs.iterdir()) if (p / "log.jsonl").is_file()}
+    logs.update({p.stem: [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+                 for p in sorted(runs.glob("official*.jsonl"))})
+    return {k: v for k, v in logs.items() if v}
+
+
+def out_dim(runs: Path, name: str) -> int:
+    """K of a run: its config's ``dino_out_dim``, 4,096 for the official loop's runs (its default)."""
+    config = runs / name / "config.json"
+    return int(json.loads(config.read_text())["dino_out_dim"]) if config.is_file() else 4096
+
+
+def figure(runs: Path, out: Path) -> None:
+    """Teacher entropy and teacher-student KL against steps for every run (the DINO paper's collapse
+    monitors, Caron et al. Fig. 7), the unfreezing marked; the numbers as a CSV beside the PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = runs_logs(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)
+    for name, log in logs.items():
+        forked = (runs / name / "fork.json").is_file()
+        shown = [r for r in log if not forked or r["step"] >= UNFREEZE]  # a fork's log before 390 is the trunk's
+        log_k = math.log(out_dim(runs, name))
+        style = dict(lw=2.4, color="black") if name == TRUNK else dict(lw=1.3, ls="--" if name.startswith(
+            "official") else "-")
+        steps = [r["step"] for r in shown]
+        axes[0].plot(steps, [r["teacher_entropy"] / log_k for r in shown], label=name, **style)
+        axes[1].plot(steps, [r["kl"] for r in shown], label=name, **style)
+    for ax, title in zip(axes, ("teacher entropy ÷ log K (1 = uniform over the K prototypes)",
+                                "KL(teacher ‖ student) (nats; 0 = collapsed)")):
+        ax.axvline(UNFREEZE, color="grey", lw=0.8)
+        ax.set(xlabel="training step (batch 128)", title=title, xlim=(0, AFTER + 20))
+    axes[0].set_ylim(0, 1.05)
+    axes[1].set_ylim(bottom=0)
+    axes[1].legend(fontsize=7, ncol=2, loc="upper left")
+    fig.suptitle("DINO around the prototypes' unfreezing (grey line, step 390): the collapse monitors of "
+                 "Caron et al. Fig. 7, 6 × 96 ViT on CIFAR-10", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    rows = ["run,step,loss,teacher_entropy,kl"] + [f"{name},{r['step']},{r['loss']:.4f},{r['teacher_entropy']:.4f},"
+                                                    f"{r['kl']:.4f}" for name, log in logs.items() for r in log]
+    out.with_suffix(".csv").write_text("\n".join(rows) + "\n")
+    print(out, out.with_suffix(".csv"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["trunk", "fork", "scratch", "table"])
+    ap.add_argument("what", choices=["trunk", "fork", "scratch", "table", "figure"])
     ap.add_argument("name", nargs="?")
     ap.add_argument("changes", nargs="*", help="KEY=VALUE config changes")
     ap.add_argument("--runs", type=Path, default=Path.home() / "vitscope-runs" / "dino-sweep")
     ap.add_argument("--until", type=int, default=AFTER + 10)
+    ap.add_argument("--out", type=Path, default=Path("docs/figures/dino-unfreezing-sweep.png"))
     a = ap.parse_args()
     a.runs.mkdir(parents=True, exist_ok=True)
     if a.what == "table":
         print(table(a.runs))
+        return
+    if a.what == "figure":
+        figure(a.runs, a.out)
         return
     if a.what == "trunk":
         train_until(a.runs / TRUNK, a.until, recipe_args({"keep_every": 1}))
