@@ -17,7 +17,7 @@ import pandas as pd
 
 from vitscope.results import probe_accuracies
 
-PARK, SHEKHAR = "Park", "Shekhar"
+PARK, SHEKHAR, DARCET = "Park", "Shekhar", "Darcet"
 
 #: (metric, key in the results) → (layout, paper figure). Layouts: ``block`` one value per block,
 #: ``head`` a row per head of each block, ``curve`` a row per point of each depth's curve (``x``:
@@ -42,6 +42,14 @@ ANALYSIS_QUANTITIES: dict[tuple[str, str], tuple[str, str | None]] = {
     ("spectrum", "image_numerical_rank"): ("depth", f"{PARK} Fig. 7 bottom"),
     ("fourier", "delta_log_amplitude"): ("curve", f"{PARK} Fig. 9"),
     ("fourier", "delta_log_amplitude_at_highest"): ("depth", f"{PARK} Fig. 9"),
+    ("norms", "median"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "p99"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "mean"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "outlier_fraction"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "images_with_outliers"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "neighbour_cosine_outliers"): ("block", f"{DARCET} Fig. 4a"),
+    ("norms", "neighbour_cosine_others"): ("block", f"{DARCET} Fig. 4a"),
+    ("norms", "prefix_mean_norm"): ("block", f"{DARCET} Fig. 7"),
 }
 
 ANALYSIS_COLUMNS = ["model", "part", "metric", "quantity", "block", "head", "x", "value", "figure"]

@@ -49,7 +49,7 @@ class Analysis(Result):
         return frames.analysis_frame(self.results)
 
     def plot(self, metric: str | None = None, label: str | None = None) -> Figure:
-        """The figure of ``metric`` (attention, similarity, spectrum, fourier; default the first the
+        """The figure of ``metric`` (attention, similarity, spectrum, fourier, norms; default the first the
         results hold), as ``vitscope analyze`` writes it to ``<metric>.png``."""
         return plot([self], metric=metric, labels=[label or self.label])
 
@@ -390,7 +390,7 @@ def _read(path: PathLike, reader: str | None = None) -> Result:
 
 def plot(analyses: Sequence[Analysis | PathLike], metric: str | None = None,
          labels: Sequence[str] | None = None) -> Figure:
-    """Several analyses overlaid in the figure of ``metric`` (attention, similarity, spectrum, fourier;
+    """Several analyses overlaid in the figure of ``metric`` (attention, similarity, spectrum, fourier, norms;
     default the first all hold), as ``vitscope plot`` draws it; ``labels`` default to the model specs.
 
     >>> vitscope.plot([moco, simmim], "attention", labels=["MoCo v3", "SimMIM"])
