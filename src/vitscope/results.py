@@ -145,10 +145,10 @@ SCHEMA_VERSION = 1
 
 ANALYSIS, COMPARE, ROBUSTNESS = "vitscope-analysis", "vitscope-compare", "vitscope-robustness"
 PROBE, FINETUNE, INSPECT = "vitscope-probe", "vitscope-finetune", "vitscope-inspect"
-SIGNATURE, PRETRAIN = "vitscope-signature", "vitscope-pretrain"
+SIGNATURE, PRETRAIN, TRAJECTORY = "vitscope-signature", "vitscope-pretrain", "vitscope-trajectory"
 #: Kinds the file name alone tells (these files carry no ``kind`` of their own before schema 1).
 KIND_OF_NAME = {"probe.json": PROBE, "finetune.json": FINETUNE, "inspect.json": INSPECT, "signature.json": SIGNATURE,
-                "pretrain.json": PRETRAIN}
+                "pretrain.json": PRETRAIN, "trajectory.json": TRAJECTORY}
 
 #: What every reader of a kind of results file indexes: a key whose value is ``None`` must be
 #: present; a dict value is what the key's object must hold (``"[]"``: every element of a list,
@@ -164,6 +164,9 @@ LAYOUTS: dict[str, dict[str, Any]] = {
                 "signatures": {"[]": {"spec": None, "flags": {}, "properties": {"[]": {"key": None, "label": None}}}}},
     PRETRAIN: {"config": {"method": None, "model": None}, "training": {"steps": None},
                "log": {"[]": {"step": None, "epoch": None, "loss": None}}},
+    TRAJECTORY: {"settings": {"data": None, "metrics": None}, "model": None,
+                 "training_loss": {"[]": {"step": None, "loss": None}},
+                 "snapshots": {"[]": {"path": None, "step": None, "architecture": {}, "metrics": {}}}},
 }
 
 

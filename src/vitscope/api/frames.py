@@ -98,6 +98,20 @@ def analysis_frame(results: dict[str, Any]) -> pd.DataFrame:
     return _frame(rows, ANALYSIS_COLUMNS, ("block", "head"))
 
 
+TRAJECTORY_COLUMNS = ["step", "epoch", "snapshot", "metric", "quantity", "block", "head", "x", "value", "figure"]
+
+
+def trajectory_frame(results: dict[str, Any]) -> pd.DataFrame:
+    """A ``trajectory.json``: the :func:`analysis_frame` of every snapshot, with its training ``step``,
+    ``epoch`` and file (``snapshot``): step × block × quantity (× head, × point of a curve)."""
+    frames = [analysis_frame({"model": {"spec": e["path"]}, "metrics": e["metrics"]})
+              .assign(step=e["step"], epoch=e.get("epoch"), snapshot=e["path"]) for e in results["snapshots"]]
+    if not frames:
+        return _frame([], TRAJECTORY_COLUMNS, ("step", "block", "head"))
+    df = pd.concat(frames, ignore_index=True)[TRAJECTORY_COLUMNS]
+    df["step"] = pd.array(df["step"], dtype="Int64")
+    return df
+
 COMPARISON_COLUMNS = ["model_a", "model_b", "quantity", "layer_type", "block_a", "block_b", "split", "k", "value",
                       "figure"]
 
