@@ -66,6 +66,8 @@ def test_each_snapshot_equals_analyze_of_it_alone(trained, tmp_path):
     assert isinstance(t.plot(), Figure) and isinstance(t.plot("heatmap"), Figure)
     md = (tmp_path / "t" / "trajectory.md").read_text()
     assert "| 4 | 2 |" in md and "NMI of attention (later half)" in md and "high-norm outlier tokens" in md
+    page = vitscope.report([tmp_path / "t"], tmp_path / "report.html").read_text()
+    assert "properties along training" in page and "<td>4</td><td>2</td>" in page and "trajectory_heatmap.png" in page
 
 
 def test_resumed_trajectory_analyses_only_new_snapshots(trained, tmp_path, monkeypatch):

@@ -186,7 +186,8 @@ READERS: dict[str, dict[str, dict[str, Any]]] = {
                "log10_range", "log10_histogram"))},
     "report": {ANALYSIS: _metrics(attention=("distance", "nmi", "nmi_std_over_heads", "entropy"),
                                   similarity=("heads_cosine", "depth_cosine", "tokens_cosine"),
-                                  fourier=("highest_freq_over_pi", "delta_log_amplitude_at_highest"))},
+                                  fourier=("highest_freq_over_pi", "delta_log_amplitude_at_highest"),
+                                  norms=("median", "p99", "outlier_fraction"))},
     "inspect": {ANALYSIS: _metrics(attention=("nmi_per_head",))},  # the per-head NMI KDE
     "findings": {
         ANALYSIS: _metrics(attention=("distance", "nmi"), spectrum=("token_log_sv",),

@@ -1,4 +1,5 @@
-"""Properties along training, from a ``trajectory.json`` alone: the table (``trajectory.md``), the
+"""Properties along training, from a ``trajectory.json`` alone: the table (``trajectory.md``, and the
+report's section), the
 curves against the training step (``trajectory.png``) and the heat maps block × step
 (``trajectory_heatmap.png``).
 
@@ -13,6 +14,7 @@ mean over the first half.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -140,22 +142,39 @@ def heatmap_figure(results: dict[str, Any]) -> plt.Figure:
     return fig
 
 
-def table_markdown(results: dict[str, Any]) -> str:
-    """``trajectory.md``: per snapshot its step, epoch, training loss and the later-half mean of every
-    property present."""
+def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The header and, per snapshot, its step, epoch, training loss and the later-half mean of every
+    property present (as text)."""
     props = present(results)
     head = ["step", "epoch", "loss"] + [f"{p.label} (later half)" for p, _ in props]
-    lines = [f"# Properties along training: {results.get('run') or 'checkpoints'}", "",
-             f"Data: {results['settings']['data']} ({results['settings']['images'] or 'all'} images, seed "
-             f"{results['settings']['seed']}); metrics: {', '.join(results['settings']['metrics'])}. Later half: "
-             "mean over blocks ⌊L/2⌋+1…L.", "",
-             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     laters = [halves(m)[1] for _, m in props]
 
     def num(v: float | None) -> str:
         return "" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
-    for i, e in enumerate(results["snapshots"]):
-        row = [str(e["step"]), num(e.get("epoch")), num(loss_at(results, e["step"]))] + [num(v[i]) for v in laters]
-        lines.append("| " + " | ".join(row) + " |")
+    rows = [[str(e["step"]), num(e.get("epoch")), num(loss_at(results, e["step"]))] + [num(v[i]) for v in laters]
+            for i, e in enumerate(results["snapshots"])]
+    return head, rows
+
+
+def _settings_line(results: dict[str, Any]) -> str:
+    st = results["settings"]
+    return (f"Data: {st['data']} ({st['images'] or 'all'} images, seed {st['seed']}); metrics: "
+            f"{', '.join(st['metrics'])}. Later half: mean over blocks ⌊L/2⌋+1…L.")
+
+
+def table_markdown(results: dict[str, Any]) -> str:
+    """``trajectory.md``: :func:`table_rows` under a title and the settings."""
+    head, rows = table_rows(results)
+    lines = [f"# Properties along training: {results.get('run') or 'checkpoints'}", "", _settings_line(results), "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def table_html(results: dict[str, Any]) -> str:
+    """The report's trajectory section: :func:`table_rows` as an HTML table under the settings."""
+    head, rows = table_rows(results)
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<h3>properties along training</h3><p>{html.escape(_settings_line(results))}</p><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>")
