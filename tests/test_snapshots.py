@@ -17,6 +17,7 @@ import vitscope
 import vitscope.snapshots as engine
 from vitscope.models.checkpoints import encoder_safetensors
 from vitscope.models.timm_factory import create_timm
+from vitscope.reporting.trajectory import table_markdown
 from vitscope.results import write_atomic
 
 TINY = {"img_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2}
@@ -131,3 +132,23 @@ def test_bad_input_is_one_line_and_keeps_what_was_analysed(trained, tmp_path, mo
     err = one_line_error(monkeypatch, capsys, str(other), "--data", images, "--out", str(tmp_path / "o2"))
     assert "another architecture ({'depth': 3})" in err and "3 analysed snapshots kept" in err
     assert [e["step"] for e in vitscope.read(tmp_path / "o2").snapshots] == [0, 2, 4]
+
+
+def test_knn_bank_gives_what_probe_gives_for_each_snapshot(trained, tmp_path):
+    run, images = trained
+    rng = np.random.default_rng(1)
+    labelled = tmp_path / "labelled.npz"
+    np.savez(labelled, images=rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8), labels=np.arange(10) % 2)
+    bank = tmp_path / "bank.npz"
+    np.savez(bank, images=rng.integers(0, 256, (14, 16, 16, 3), dtype=np.uint8), labels=np.arange(14) % 2)
+    t = vitscope.trajectory(run, str(labelled), knn=str(bank), metrics="attention", **RUN)
+    for e in t.snapshots:
+        p = vitscope.probe(e["path"], str(bank), str(labelled), linear=False, features="cls", cache_features=False,
+                           **RUN)
+        assert e["probe"]["knn"]["accuracy"]["cls"] == p.results["knn"]["accuracy"]["cls"], e["path"]
+    df = t.to_frame()
+    knn = df[df.metric == "knn"]
+    assert len(knn) == 3 * 2 and set(knn.quantity) == {"accuracy"} and set(knn.figure) == {"Shekhar Fig. 3"}
+    assert "20-NN accuracy (later half)" in table_markdown(t.results)
+    with pytest.raises(vitscope.VitscopeError, match="has no class labels"):
+        vitscope.trajectory(run, images, knn=str(bank), metrics="attention", **RUN)

@@ -7,7 +7,9 @@ order: load ──► :func:`~vitscope.analysis.analyze_model` (one streaming pa
 
 Each entry holds the snapshot's path, step and epoch and the ``metrics`` of an analysis
 ``results.json``: the numbers ``vitscope analyze`` gives for that snapshot alone, on the same seeded
-subset of images. Resumable: entries already in ``trajectory.json`` (same settings) are kept and their
+subset of images; with a k-NN bank, also ``probe``: the weighted 20-NN accuracy of every block's CLS
+token (GAP without a CLS token) of those images against the bank, in the layout of a ``probe.json``
+(the numbers ``vitscope probe --no-linear`` gives; Shekhar et al. Fig. 3). Resumable: entries already in ``trajectory.json`` (same settings) are kept and their
 snapshots skipped. Bad input stops with one line (:class:`VitscopeError`) and keeps the entries
 written so far: no snapshot found, a snapshot that fails to load, a snapshot of another architecture.
 """
@@ -24,8 +26,13 @@ from typing import Any
 import torch
 
 from vitscope.analysis import analyze_model, model_summary
+from vitscope.choices import KNN_K, KNN_TEMPERATURE
 from vitscope.data.sources import DataSource, describe_data
+from vitscope.data.transforms import model_transform
 from vitscope.errors import VitscopeError
+from vitscope.eval.features import extract_features
+from vitscope.eval.knn import knn_accuracy_per_block
+from vitscope.eval.labelled import check_same_classes, open_labelled
 from vitscope.models.checkpoints import safetensors_metadata
 from vitscope.models.loader import load
 from vitscope.results import TRAJECTORY, provenance, read_results, to_plain
@@ -38,7 +45,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".tar", ".bin")
 #: What makes two snapshots one architecture (the analysis's token layout and the model class).
 ARCHITECTURE_KEYS = ("class", "depth", "num_heads", "embed_dim", "num_prefix_tokens", "grid_size", "patch_size")
 #: Settings that decide the numbers: a ``trajectory.json`` made with others is not resumed.
-SETTINGS_KEYS = ("data", "images", "seed", "metrics", "precision")
+SETTINGS_KEYS = ("data", "images", "seed", "metrics", "precision", "knn")
 
 
 @dataclass(frozen=True)
@@ -104,11 +111,29 @@ def architecture(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def trajectory_settings(data: DataSource, *, images: int | None, seed: int, metrics: Sequence[str], precision: str,
-                        batch_size: int) -> dict[str, Any]:
+                        batch_size: int, knn: DataSource | None = None) -> dict[str, Any]:
     """What ``trajectory.json`` records of how its snapshots were analysed (:data:`SETTINGS_KEYS` decide
     the numbers; the batch size does not)."""
     return {"data": describe_data(data), "images": images, "seed": seed, "metrics": list(metrics),
-            "precision": precision, "batch_size": batch_size}
+            "precision": precision, "batch_size": batch_size, "knn": None if knn is None else describe_data(knn)}
+
+
+def knn_probe(model: torch.nn.Module, bank: DataSource, data: DataSource, *, images: int | None, seed: int,
+              batch_size: int, device: torch.device, workers: int | None) -> dict[str, Any]:
+    """The weighted k-NN accuracy (k = 20, T = 0.07) of every block of ``model``: the labelled ``data``
+    (the seeded subset of ``images``) against the labelled ``bank``, on the CLS token (GAP without one),
+    as a ``probe.json`` holds it (:func:`vitscope.results.probe_accuracies` reads it)."""
+    transform = model_transform(model)
+    train, val = open_labelled(bank, transform), open_labelled(data, transform, images, seed)
+    check_same_classes(train, val)
+    feature = "cls" if model_summary(model)["num_prefix_tokens"] else "gap"
+    feats = [extract_features(model, s, (feature,), batch_size=batch_size, device=device, workers=workers)
+             for s in (train, val)]
+    acc = knn_accuracy_per_block(feats[0].blocks[feature], feats[0].labels, feats[1].blocks[feature],
+                                 feats[1].labels, train.num_classes, device=device)
+    return {"knn": {"k": KNN_K, "temperature": KNN_TEMPERATURE, "accuracy": {feature: acc.tolist()}},
+            "provenance": {"train_data": train.spec, "val_data": val.spec, "train_images": feats[0].num_images,
+                           "val_images": feats[1].num_images}}
 
 
 def previous_entries(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,17 +152,18 @@ def previous_entries(path: Path, settings: dict[str, Any]) -> list[dict[str, Any
 def analyze_snapshots(
     snapshots: Sequence[Snapshot], data: DataSource, *, run: Path | None = None, images: int | None = None,
     batch_size: int = 64, device: torch.device, precision: str = "fp32", metrics: Sequence[str], seed: int = 0,
-    workers: int | None = None, progress: bool = True, previous: Sequence[dict[str, Any]] = (),
-    saved: Callable[[dict[str, Any]], None] | None = None,
+    workers: int | None = None, progress: bool = True, knn: DataSource | None = None,
+    previous: Sequence[dict[str, Any]] = (), saved: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The content of ``trajectory.json``: :func:`~vitscope.analysis.analyze_model` of every snapshot
-    (``previous`` entries, by path, are kept and not analysed again), in step order.
+    (``previous`` entries, by path, are kept and not analysed again), in step order; with a labelled
+    ``knn`` bank, also :func:`knn_probe` of each (``data`` labelled too).
 
     ``saved(results)`` is called after every snapshot with the results so far (the caller writes
     them), and once before a bad snapshot's :class:`VitscopeError` is raised.
     """
     settings = trajectory_settings(data, images=images, seed=seed, metrics=metrics, precision=precision,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, knn=knn)
     done = {e["path"]: e for e in previous}
     results: dict[str, Any] = {
         "kind": TRAJECTORY, "settings": settings, "run": str(run) if run else None, "model": None,
@@ -171,6 +197,9 @@ def analyze_snapshots(
                                   precision=precision, metrics=metrics, seed=seed, workers=workers, progress=progress)
                 entry = {"path": key, "step": snap.step, "epoch": snap.epoch, "architecture": arch,
                          "images": r["data"]["images"], "seconds": r["seconds"], "metrics": r["metrics"]}
+                if knn is not None:
+                    entry["probe"] = knn_probe(model, knn, data, images=images, seed=seed, batch_size=batch_size,
+                                               device=device, workers=workers)
         except VitscopeError as e:
             if results["snapshots"] and saved is not None:
                 saved(results)

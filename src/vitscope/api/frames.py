@@ -103,9 +103,13 @@ TRAJECTORY_COLUMNS = ["step", "epoch", "snapshot", "metric", "quantity", "block"
 
 def trajectory_frame(results: dict[str, Any]) -> pd.DataFrame:
     """A ``trajectory.json``: the :func:`analysis_frame` of every snapshot, with its training ``step``,
-    ``epoch`` and file (``snapshot``): step × block × quantity (× head, × point of a curve)."""
+    ``epoch`` and file (``snapshot``): step × block × quantity (× head, × point of a curve); with a k-NN
+    bank also the :func:`probe_frame` rows (``metric`` knn, ``quantity`` accuracy)."""
     frames = [analysis_frame({"model": {"spec": e["path"]}, "metrics": e["metrics"]})
               .assign(step=e["step"], epoch=e.get("epoch"), snapshot=e["path"]) for e in results["snapshots"]]
+    frames += [probe_frame(e["probe"]).rename(columns={"method": "metric"})
+               .assign(step=e["step"], epoch=e.get("epoch"), snapshot=e["path"])
+               for e in results["snapshots"] if e.get("probe")]
     if not frames:
         return _frame([], TRAJECTORY_COLUMNS, ("step", "block", "head"))
     df = pd.concat(frames, ignore_index=True)[TRAJECTORY_COLUMNS]

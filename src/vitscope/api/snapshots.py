@@ -16,7 +16,7 @@ DEFAULT_METRICS = "attention,similarity,fourier,norms"
 def trajectory(
     sources: PathLike | Sequence[PathLike], data: DataLike, *, out: PathLike | None = None, images: int | None = None,
     batch_size: int = 64, device: str = "auto", precision: str = "fp32", metrics: str | Sequence[str] = DEFAULT_METRICS,
-    seed: int = 0, workers: int | None = None, progress: bool = True, plots: bool = True,
+    seed: int = 0, workers: int | None = None, progress: bool = True, plots: bool = True, knn: DataLike | None = None,
 ) -> Trajectory:
     """Park et al.'s and Darcet et al.'s properties along training: ``vitscope.analyze`` of every snapshot.
 
@@ -26,7 +26,9 @@ def trajectory(
     step (a snapshot's metadata, else ``step-N`` in the file name, else the order given) and each is
     analysed in one streaming pass over the same seeded subset of ``images`` of ``data``: its numbers
     are those ``vitscope.analyze`` gives it alone. ``metrics`` as ``analyze`` takes them (default
-    attention, similarity, Fourier and the token norms).
+    attention, similarity, Fourier and the token norms). ``knn``: a labelled bank (``data`` labelled
+    too, same classes): also the weighted 20-NN accuracy of every block of each snapshot (CLS token;
+    GAP without one), the numbers ``vitscope.probe(..., linear=False)`` gives (Shekhar et al. Fig. 3).
 
     ``out``: also write ``trajectory.json`` after every snapshot, and at the end ``trajectory.md`` and
     (``plots``) ``trajectory.png`` (each property's later-half mean against the step, the training
@@ -47,7 +49,7 @@ def trajectory(
     snaps, run = find_snapshots([sources] if isinstance(sources, (str, os.PathLike)) else list(sources))
     metric_names = names(metrics)
     settings = trajectory_settings(data, images=images, seed=seed, metrics=metric_names, precision=precision,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, knn=knn)
     previous = previous_entries(folder / Trajectory.file, settings) if folder is not None else []
     latest: dict[str, Any] = {}
 
@@ -59,7 +61,8 @@ def trajectory(
     try:
         results = analyze_snapshots(snaps, data, run=run, images=images, batch_size=batch_size,
                                     device=resolve_device(device), precision=precision, metrics=metric_names,
-                                    seed=seed, workers=workers, progress=progress, previous=previous, saved=saved)
+                                    seed=seed, workers=workers, progress=progress, knn=knn, previous=previous,
+                                    saved=saved)
     except VitscopeError:
         if folder is not None and latest.get("snapshots"):
             Trajectory(latest).save(folder, plots=plots)  # what was analysed: its table and figures too

@@ -37,11 +37,14 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: cores - 1)")] = None,
         progress: Progress = True,
         plots: Annotated[bool, typer.Option(help="write trajectory.png and trajectory_heatmap.png")] = True,
+        knn: Annotated[str | None, typer.Option(help="labelled bank (folder, .npz, cifar10:train): also the 20-NN "
+                                                     "accuracy of every block of each snapshot, --data labelled "
+                                                     "too")] = None,
     ) -> None:
         from vitscope.api import trajectory
 
         t = trajectory(sources, data, out=out, images=images, metrics=metrics, batch_size=batch_size, device=device,
-                       precision=precision, seed=seed, workers=workers, progress=progress, plots=plots)
+                       precision=precision, seed=seed, workers=workers, progress=progress, plots=plots, knn=knn)
         steps = [e["step"] for e in t.snapshots]
         typer.echo(f"{len(steps)} snapshots (steps {steps[0]}–{steps[-1]}) -> {out / 'trajectory.json'}, "
                    f"{out / 'trajectory.md'}" + (f", {out / 'trajectory.png'}" if plots else ""))

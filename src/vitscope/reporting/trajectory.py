@@ -6,8 +6,9 @@ curves against the training step (``trajectory.png``) and the heat maps block ×
 The properties are the signature's per-block properties of an analysis
 (:data:`vitscope.reporting.signature.properties.PROPERTIES`: attention distance over the uniform one,
 NMI, the cosines, the token volume, the high-frequency amplitude), plus attention entropy over log N
-(1 = uniform attention: untrained, or collapsed) and the percentage of high-norm outlier tokens
-(Darcet et al. Fig. 3), each where the snapshots' analyses hold it. A curve summarises a property by
+(1 = uniform attention: untrained, or collapsed), the percentage of high-norm outlier tokens
+(Darcet et al. Fig. 3) and, with a k-NN bank, the 20-NN accuracy of every block (Shekhar et al.
+Fig. 3), each where the snapshots' results hold it. A curve summarises a property by
 the mean over the later half of the blocks (⌊L/2⌋+1…L, as the findings and the signature do) and the
 mean over the first half.
 """
@@ -23,6 +24,7 @@ import numpy as np
 from vitscope.reporting.plots import label_figure
 from vitscope.reporting.signature.properties import PROPERTIES as SIGNATURE_PROPERTIES
 from vitscope.reporting.signature.properties import Curve, ModelResults, Property
+from vitscope.results import probe_accuracies
 
 
 def entropy_fraction(m: ModelResults) -> Curve | None:
@@ -37,16 +39,24 @@ def outlier_percent(m: ModelResults) -> Curve | None:
     return Curve(100 * np.asarray(n["outlier_fraction"], float)) if n else None
 
 
+def knn_accuracy(m: ModelResults) -> Curve | None:
+    """Shekhar et al. Fig. 3: the weighted 20-NN accuracy of every block (CLS token, GAP without one)."""
+    acc = probe_accuracies(m.probe).get("knn", {}) if m.probe else {}
+    return Curve(np.asarray(next(iter(acc.values())), float)) if acc else None
+
+
 PROPERTIES: tuple[Property, ...] = tuple(p for p in SIGNATURE_PROPERTIES if p.source == "analysis") + (
     Property("attention_entropy", "attention entropy / log N", "no paper figure", "analysis", "",
              entropy_fraction),
     Property("norm_outliers", "high-norm outlier tokens (%)", "Darcet Fig. 3", "analysis", "", outlier_percent),
+    Property("knn_accuracy", "20-NN accuracy", "Shekhar Fig. 3", "probe", "", knn_accuracy),
 )
 
 
 def snapshot_results(results: dict[str, Any], entry: dict[str, Any]) -> ModelResults:
     """One snapshot of a trajectory as the analysis results the property measures read."""
-    return ModelResults(entry["path"], analysis={"model": results["model"], "metrics": entry["metrics"]})
+    return ModelResults(entry["path"], analysis={"model": results["model"], "metrics": entry["metrics"]},
+                        probe=entry.get("probe"))
 
 
 def property_matrix(results: dict[str, Any], prop: Property) -> np.ndarray | None:
