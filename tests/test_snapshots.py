@@ -152,3 +152,17 @@ def test_knn_bank_gives_what_probe_gives_for_each_snapshot(trained, tmp_path):
     assert "20-NN accuracy (later half)" in table_markdown(t.results)
     with pytest.raises(vitscope.VitscopeError, match="has no class labels"):
         vitscope.trajectory(run, images, knn=str(bank), metrics="attention", **RUN)
+
+
+def test_steps_come_from_snapshots_and_checkpoints_or_else_the_order_given(trained, tmp_path):
+    run, images = trained
+    snaps, run_dir = engine.find_snapshots([run / "checkpoint.pt", run / "snapshots" / "step-000002.safetensors"])
+    assert [(s.step, s.epoch, s.ordinal) for s in snaps] == [(2, 1.0, False), (4, 2.0, False)] and run_dir is None
+    plain = tmp_path / "plain.pt"
+    torch.save(vitscope.load(str(run / "checkpoint.pt")).state_dict(), plain)
+    spec = f"{plain}@vit_tiny_patch4_32(img_size=16, embed_dim=32, depth=2, num_heads=2)"  # PATH@ARCH
+    t = vitscope.trajectory([str(run / "snapshots" / "step-000004.safetensors"), spec], images, metrics="attention",
+                            **RUN)
+    assert [e["step"] for e in t.snapshots] == [0, 1] and t.results["step_axis"] == "position in the order given"
+    distance = [e["metrics"]["attention"]["distance"] for e in t.snapshots]
+    assert t.snapshots[1]["path"] == spec and distance[0] == pytest.approx(distance[1], rel=1e-4)  # fp16 vs fp32

@@ -50,22 +50,40 @@ SETTINGS_KEYS = ("data", "images", "seed", "metrics", "precision", "knn")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One model along a run: its file, its training step (None when unknown) and epoch."""
+    """One model along a run: its file, its training step (None when unknown) and epoch; ``ordinal``:
+    the step is only the snapshot's position in the order given."""
 
     path: Path
     step: int | None
     epoch: float | None = None
+    ordinal: bool = False
+
+
+def vitscope_checkpoint_step(path: Path) -> tuple[int, float] | None:
+    """Step and epoch of a ``vitscope pretrain`` checkpoint (``checkpoint.pt``, ``checkpoint-epochN.pt``),
+    read without loading its tensors (``torch.load(mmap=True)``); None for any other file."""
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # noqa: BLE001 - not a zip-format torch file, or not weights-only: not ours
+        return None
+    if isinstance(state, dict) and state.get("format") == "vitscope-checkpoint" and "step" in state:
+        return int(state["step"]), float(state.get("epoch", 0))
+    return None
 
 
 def snapshot_of(path: Path) -> Snapshot:
-    """The step and epoch of checkpoint ``path``: from a snapshot's metadata, else from a
-    ``step-N`` in its name, else unknown (a file that cannot be read fails later, when it is loaded)."""
+    """The step and epoch of checkpoint ``path``: from a snapshot's metadata, a vitscope checkpoint's
+    own step, or ``step-N`` in its name; else unknown (a file that cannot be read fails later, when it
+    is loaded)."""
     try:
         meta = safetensors_metadata(path) if path.suffix == ".safetensors" else {}
     except VitscopeError:  # unreadable: its name tells the step, loading it will say what is wrong
         meta = {}
     if "step" in meta:
         return Snapshot(path, int(meta["step"]), float(meta["epoch"]) if "epoch" in meta else None)
+    own = vitscope_checkpoint_step(path) if path.suffix in (".pt", ".pth") else None
+    if own is not None:
+        return Snapshot(path, *own)
     found = re.search(r"step-?(\d+)", path.name)
     return Snapshot(path, int(found.group(1)) if found else None)
 
@@ -74,8 +92,9 @@ def find_snapshots(sources: Sequence[str | Path]) -> tuple[list[Snapshot], Path 
     """The snapshots ``sources`` name, and the run folder whose training log goes with them (or None).
 
     A source is a ``vitscope pretrain`` run folder (its ``snapshots/``), a folder of checkpoint files,
-    or a checkpoint file. Snapshots with a known step are put in step order; files without one keep
-    the order given, after them, numbered by position. No snapshot at all is one line.
+    or a checkpoint file (``PATH@ARCH`` names its timm architecture, as ``--model`` takes it). When every snapshot's step is known they are put in step order; when one is
+    not, all keep the order given and are numbered 0, 1, ... (``step`` is then that position). No
+    snapshot at all is one line.
     """
     found: list[Snapshot] = []
     run: Path | None = None
@@ -89,13 +108,13 @@ def find_snapshots(sources: Sequence[str | Path]) -> tuple[list[Snapshot], Path 
                 raise VitscopeError(f"no snapshots in {source} (*.safetensors or checkpoint files; a pretraining run "
                                     "keeps them with --set snapshot_every=N)")
             found += [snapshot_of(p) for p in files]
-        elif source.is_file():
+        elif source.is_file() or Path(str(source).split("@", 1)[0]).is_file():  # PATH or PATH@ARCH
             found.append(snapshot_of(source))
         else:
             raise VitscopeError(f"{source} is neither a run folder, a folder of snapshots nor a checkpoint file")
-    known = sorted((s for s in found if s.step is not None), key=lambda s: (s.step, str(s.path)))
-    unknown = [Snapshot(s.path, i) for i, s in enumerate((s for s in found if s.step is None), len(known))]
-    return known + unknown, run
+    if all(s.step is not None for s in found):
+        return sorted(found, key=lambda s: (s.step, str(s.path))), run
+    return [Snapshot(s.path, i, ordinal=True) for i, s in enumerate(found)], run
 
 
 def training_loss(run: Path | None) -> list[dict[str, float]]:
@@ -168,6 +187,7 @@ def analyze_snapshots(
     results: dict[str, Any] = {
         "kind": TRAJECTORY, "settings": settings, "run": str(run) if run else None, "model": None,
         "training_loss": training_loss(run), "snapshots": [],
+        "step_axis": "position in the order given" if any(s.ordinal for s in snapshots) else "training step",
         "provenance": provenance(device=str(device)),
     }
 

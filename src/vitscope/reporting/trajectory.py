@@ -116,7 +116,7 @@ def trajectory_figure(results: dict[str, Any]) -> plt.Figure:
         first, later = halves(matrix)
         ax.plot(x, later, "-o", ms=3, color="C0", label="later half")
         ax.plot(x, first, "--", lw=1, color="C0", alpha=0.6, label="first half")
-        ax.set(xlabel="training step", title=f"{p.label}\n({p.figure})")
+        ax.set(xlabel=results.get("step_axis", "training step"), title=f"{p.label}\n({p.figure})")
         ax.title.set_fontsize(9)
         ax.ticklabel_format(axis="y", useOffset=False)
         if loss:
@@ -144,7 +144,8 @@ def heatmap_figure(results: dict[str, Any]) -> plt.Figure:
                        extent=(-0.5, len(labels) - 0.5, 0.5, matrix.shape[1] + 0.5))
         ax.set_xticks(range(0, len(labels), every), labels[::every], fontsize=7)
         ax.set_yticks(range(1, matrix.shape[1] + 1, max(1, matrix.shape[1] // 8)))
-        ax.set(xlabel="training step (snapshot)", ylabel="block", title=f"{p.label}\n({p.figure})")
+        ax.set(xlabel=f"{results.get('step_axis', 'training step')} (snapshot)", ylabel="block",
+               title=f"{p.label}\n({p.figure})")
         ax.title.set_fontsize(9)
         fig.colorbar(im, ax=ax).formatter.set_useOffset(False)
     label_figure(fig, "Park et al. Figs. 3–5, 7, 9; Darcet et al. Fig. 3", "Properties along training, block by block",
