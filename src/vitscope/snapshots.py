@@ -9,7 +9,9 @@ Each entry holds the snapshot's path, step and epoch and the ``metrics`` of an a
 ``results.json``: the numbers ``vitscope analyze`` gives for that snapshot alone, on the same seeded
 subset of images; with a k-NN bank, also ``probe``: the weighted 20-NN accuracy of every block's CLS
 token (GAP without a CLS token) of those images against the bank, in the layout of a ``probe.json``
-(the numbers ``vitscope probe --no-linear`` gives; Shekhar et al. Fig. 3). Resumable: entries already in ``trajectory.json`` (same settings) are kept and their
+(the numbers ``vitscope probe --no-linear`` gives; Shekhar et al. Fig. 3).
+
+Resumable: entries already in ``trajectory.json`` (same settings) are kept and their
 snapshots skipped. Bad input stops with one line (:class:`VitscopeError`) and keeps the entries
 written so far: no snapshot found, a snapshot that fails to load, a snapshot of another architecture.
 """
@@ -92,9 +94,9 @@ def find_snapshots(sources: Sequence[str | Path]) -> tuple[list[Snapshot], Path 
     """The snapshots ``sources`` name, and the run folder whose training log goes with them (or None).
 
     A source is a ``vitscope pretrain`` run folder (its ``snapshots/``), a folder of checkpoint files,
-    or a checkpoint file (``PATH@ARCH`` names its timm architecture, as ``--model`` takes it). When every snapshot's step is known they are put in step order; when one is
-    not, all keep the order given and are numbered 0, 1, ... (``step`` is then that position). No
-    snapshot at all is one line.
+    or a checkpoint file (``PATH@ARCH`` names its timm architecture, as ``--model`` takes it). When
+    every snapshot's step is known they are put in step order; when one is not, all keep the order
+    given and are numbered 0, 1, ... (``step`` is then that position). No snapshot at all is one line.
     """
     found: list[Snapshot] = []
     run: Path | None = None
@@ -200,7 +202,7 @@ def analyze_snapshots(
         key = str(snap.path)
         try:
             if key in done:
-                entry = done[key]
+                entry = {**done[key], "step": snap.step}  # a position when steps are unknown: this run's
                 arch = entry["architecture"]
             else:
                 log.info("snapshot %d/%d: %s", i + 1, len(snapshots), snap.path)

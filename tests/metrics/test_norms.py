@@ -79,7 +79,8 @@ def expected_cosines() -> tuple[float, float]:
 
 def test_neighbour_cosine_of_the_planted_grid_by_hand():
     out, others = expected_cosines()
-    # neighbours of 5 are 1, 4, 6, 9: patch 1 (nbrs 0, 2, 5) 1/3, 4 (0, 5, 8) 1/3, 6 (2, 5, 7, 10) 1/4, 9 (5, 8, 10, 13) 1/4
+    # neighbours of 5 are 1, 4, 6, 9: patch 1 (neighbours 0, 2, 5) 1/3, 4 (0, 5, 8) 1/3,
+    # 6 (2, 5, 7, 10) 1/4, 9 (5, 8, 10, 13) 1/4
     assert out == 1.0 and others == pytest.approx((1 / 3 + 1 / 3 + 1 / 4 + 1 / 4) / 15)
 
 

@@ -401,7 +401,8 @@ class Trajectory(Result):
 
     def summary(self) -> dict[str, str]:
         steps = [e["step"] for e in self.snapshots]
-        return {"run": self.label, "snapshots": f"{len(steps)}" + (f", steps {steps[0]}–{steps[-1]}" if steps else ""),
+        span = f", steps {steps[0]}–{steps[-1]}" if steps else ""
+        return {"run": self.label, "snapshots": f"{len(steps)}{span}",
                 "data": str(self.results["settings"]["data"]), **({"folder": str(self.folder)} if self.folder else {})}
 
 
@@ -414,7 +415,8 @@ FILES = ("results.json", "probe.json", "finetune.json", "inspect.json", "signatu
 def read(path: PathLike) -> Result:
     """The results in folder (or file) ``path`` as their object: an analysis or compare or robustness
     ``results.json``, ``probe.json``, ``finetune.json``, ``inspect.json``, ``signature.json``, a
-    finished pretraining run's ``pretrain.json`` or a ``trajectory.json`` (a folder holding several: the first of these). The file is checked as the command line checks it (one line on error)."""
+    finished pretraining run's ``pretrain.json`` or a ``trajectory.json`` (a folder holding several: the
+    first of these). The file is checked as the command line checks it (one line on error)."""
     return _read(path)
 
 

@@ -148,7 +148,8 @@ def heatmap_figure(results: dict[str, Any]) -> plt.Figure:
                title=f"{p.label}\n({p.figure})")
         ax.title.set_fontsize(9)
         fig.colorbar(im, ax=ax).formatter.set_useOffset(False)
-    label_figure(fig, "Park et al. Figs. 3–5, 7, 9; Darcet et al. Fig. 3", "Properties along training, block by block",
+    label_figure(fig, "Park et al. Figs. 3–5, 7, 9; Darcet et al. Fig. 3",
+                 "Properties along training, block by block",
                  "columns are snapshots in training order, rows blocks from the first (bottom) to the last.")
     return fig
 

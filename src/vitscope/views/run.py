@@ -167,7 +167,8 @@ def inspect_model(model: nn.Module, imgs: Images, *, queries: Sequence[str] = ()
             "queries": [list(q) for q in qs], "attention_maps": {"images": imgs.names[:min(maps, n_maps)],
             "per_head": heads, "average": "mean over heads of the patch attention (prefix tokens dropped, rows "
             "renormalised)"}, "norm_maps": {"images": imgs.names[:min(maps, n_maps)], "tokens": "patch tokens leaving "
-            "each block (tap block_out)", "outliers": OUTLIER_RULE}, "tokens_before_after": tokens, "tsne": tsne, "explorer": explorer,
+            "each block (tap block_out)", "outliers": OUTLIER_RULE},
+            "tokens_before_after": tokens, "tsne": tsne, "explorer": explorer,
             **({"class_attention": CLASS_ATTENTION_NOTE.format(info.class_attention_depth)}
                if info.class_attention_depth else {}),
             "files": list(files)}, {name: detached(f) if isinstance(f, Figure) else f for name, f in files.items()}
