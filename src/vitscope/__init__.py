@@ -29,13 +29,13 @@ _API = {
     "report": "reporting", "findings": "reporting", "plot": "results", "read": "results", "Result": "result",
     "Analysis": "results", "Comparison": "results", "Probe": "results", "Robustness": "results",
     "Inspection": "results", "Finetune": "results", "signature": "placement", "Signature": "results",
-    "pretrain": "pretraining", "Pretraining": "results",
+    "pretrain": "pretraining", "Pretraining": "results", "trajectory": "snapshots", "Trajectory": "results",
 }
 
 __all__ = [
     "Analysis", "Comparison", "Finetune", "Inspection", "Pretraining", "Probe", "Result", "Robustness", "Signature",
-    "VitscopeError", "__version__", "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot",
-    "pretrain", "probe", "read", "report", "robustness", "signature", "zoo",
+    "Trajectory", "VitscopeError", "__version__", "analyze", "capture", "compare", "findings", "finetune", "inspect",
+    "load", "plot", "pretrain", "probe", "read", "report", "robustness", "signature", "trajectory", "zoo",
 ]
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         Result,
         Robustness,
         Signature,
+        Trajectory,
         analyze,
         capture,
         compare,
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
         report,
         robustness,
         signature,
+        trajectory,
         zoo,
     )
 

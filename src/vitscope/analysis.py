@@ -28,6 +28,7 @@ from vitscope.errors import VitscopeError
 from vitscope.metrics.attention import AttentionStats
 from vitscope.metrics.base import StreamingMetric
 from vitscope.metrics.fourier import FourierStats
+from vitscope.metrics.norms import OUTLIER_RULE, NormStats
 from vitscope.metrics.similarity import SimilarityStats
 from vitscope.metrics.spectrum import IMAGE_RANK_RULE, SpectrumStats
 from vitscope.models.finite import check_finite_activations
@@ -39,7 +40,7 @@ from vitscope.taps import TapError, Taps, ViTInfo, needed_taps, vit_info
 log = logging.getLogger("vitscope")
 
 METRICS: dict[str, type[StreamingMetric]] = {
-    m.name: m for m in (AttentionStats, SimilarityStats, SpectrumStats, FourierStats)
+    m.name: m for m in (AttentionStats, SimilarityStats, SpectrumStats, FourierStats, NormStats)
 }
 
 
@@ -149,9 +150,10 @@ CONVENTIONS = {
     "prefix_tokens": "dropped; attention rows renormalised over patch tokens",
     "nmi_query_prior": "uniform, p(q) = 1/N",
     "distance": "pixels between patch centres (patch size x grid distance)",
-    "depth_index": "attention/similarity: block i; spectrum/fourier: 0 = embedding, i = after block i",
+    "depth_index": "attention/similarity/norms: block i; spectrum/fourier: 0 = embedding, i = after block i",
     "checkpoints": "loaded strictly",
     "image_spectrum_rank": IMAGE_RANK_RULE,
+    "norm_outliers": OUTLIER_RULE,
 }
 
 

@@ -27,7 +27,7 @@ from vitscope.errors import Stopped, VitscopeError
 from vitscope.stopping import STOP_SIGNALS, defer_stop
 
 COMMANDS = ("analyze", "inspect", "compare", "pretrain", "probe", "finetune", "robustness", "plot", "report", "zoo",
-            "demo", "signature")
+            "demo", "signature", "trajectory")
 
 app = typer.Typer(
     name="vitscope",

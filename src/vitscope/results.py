@@ -145,10 +145,10 @@ SCHEMA_VERSION = 1
 
 ANALYSIS, COMPARE, ROBUSTNESS = "vitscope-analysis", "vitscope-compare", "vitscope-robustness"
 PROBE, FINETUNE, INSPECT = "vitscope-probe", "vitscope-finetune", "vitscope-inspect"
-SIGNATURE, PRETRAIN = "vitscope-signature", "vitscope-pretrain"
+SIGNATURE, PRETRAIN, TRAJECTORY = "vitscope-signature", "vitscope-pretrain", "vitscope-trajectory"
 #: Kinds the file name alone tells (these files carry no ``kind`` of their own before schema 1).
 KIND_OF_NAME = {"probe.json": PROBE, "finetune.json": FINETUNE, "inspect.json": INSPECT, "signature.json": SIGNATURE,
-                "pretrain.json": PRETRAIN}
+                "pretrain.json": PRETRAIN, "trajectory.json": TRAJECTORY}
 
 #: What every reader of a kind of results file indexes: a key whose value is ``None`` must be
 #: present; a dict value is what the key's object must hold (``"[]"``: every element of a list,
@@ -164,6 +164,9 @@ LAYOUTS: dict[str, dict[str, Any]] = {
                 "signatures": {"[]": {"spec": None, "flags": {}, "properties": {"[]": {"key": None, "label": None}}}}},
     PRETRAIN: {"config": {"method": None, "model": None}, "training": {"steps": None},
                "log": {"[]": {"step": None, "epoch": None, "loss": None}}},
+    TRAJECTORY: {"settings": {"data": None, "metrics": None}, "model": None,
+                 "training_loss": {"[]": {"step": None, "loss": None}},
+                 "snapshots": {"[]": {"path": None, "step": None, "architecture": {}, "metrics": {}}}},
 }
 
 
@@ -178,10 +181,13 @@ READERS: dict[str, dict[str, dict[str, Any]]] = {
         attention=("nmi", "nmi_std_over_heads", "distance_per_head", "nmi_per_head", "entropy_per_head"),
         similarity=("heads_cosine", "depth_cosine", "tokens_cosine"),
         spectrum=("token_log_sv", "token_delta_log_sv", "image_log_sv", "image_delta_log_sv"),
-        fourier=("freqs_over_pi", "delta_log_amplitude", "highest_freq_over_pi"))},
+        fourier=("freqs_over_pi", "delta_log_amplitude", "highest_freq_over_pi"),
+        norms=("median", "p99", "outlier_fraction", "neighbour_cosine_outliers", "neighbour_cosine_others",
+               "log10_range", "log10_histogram"))},
     "report": {ANALYSIS: _metrics(attention=("distance", "nmi", "nmi_std_over_heads", "entropy"),
                                   similarity=("heads_cosine", "depth_cosine", "tokens_cosine"),
-                                  fourier=("highest_freq_over_pi", "delta_log_amplitude_at_highest"))},
+                                  fourier=("highest_freq_over_pi", "delta_log_amplitude_at_highest"),
+                                  norms=("median", "p99", "outlier_fraction"))},
     "inspect": {ANALYSIS: _metrics(attention=("nmi_per_head",))},  # the per-head NMI KDE
     "findings": {
         ANALYSIS: _metrics(attention=("distance", "nmi"), spectrum=("token_log_sv",),

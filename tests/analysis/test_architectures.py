@@ -184,3 +184,34 @@ def test_uniform_attention_end_to_end_by_hand(name, images, tmp_path, monkeypatc
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6, err_msg=f"block {layer} {what}")
     if name.startswith("cait"):
         np.testing.assert_allclose(a["class_attention"]["entropy_per_head"], math.log(16), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SUPPORTED))
+def test_norms_of_every_supported_family(name, images, tmp_path, monkeypatch):
+    """``norms`` over the patch tokens only: its median per block equals (to one histogram bin) the
+    median of the block outputs' norms after the prefix tokens (CLS, distillation token, ``reg_token``
+    registers), taken from the model's own forward pass; the prefix tokens' mean norm is there exactly
+    when the model has prefix tokens."""
+    from vitscope.metrics.norms import BINS, LOG10_RANGE
+    from vitscope.data.sources import open_data
+    from vitscope.data.transforms import model_transform
+    from vitscope.taps import Taps, vit_info
+
+    kwargs, prefix = SUPPORTED[name]
+    spec = use_tiny(monkeypatch, name, kwargs)
+    a = analyze(spec, str(images), metrics="norms", batch_size=4, workers=0, progress=False)
+    n = a.metrics["norms"]
+    torch.manual_seed(0)  # the same tiny model as use_tiny's
+    model = create_timm(name, pretrained=False, **kwargs).eval()
+    info = vit_info(model)
+    outs: dict[int, list] = {}
+    with Taps(model, ["block_out"], lambda layer, _t, x: outs.setdefault(layer, []).append(x)), torch.no_grad():
+        ds = open_data(str(images), model_transform(model))
+        model.forward_features(torch.stack([ds[i][0] for i in range(len(ds))]))
+    bin_factor = 10 ** ((LOG10_RANGE[1] - LOG10_RANGE[0]) / BINS)
+    for layer in range(info.depth):
+        norms = torch.cat(outs[layer]).float()[:, prefix:].norm(dim=-1).flatten()
+        assert n["median"][layer] == pytest.approx(float(norms.quantile(0.5)), rel=2 * (bin_factor - 1)), layer
+        assert 0 <= n["outlier_fraction"][layer] <= 1 and n["median"][layer] <= n["p99"][layer]
+        assert n["neighbour_cosine_others"][layer] is not None
+    assert (n["prefix_mean_norm"][0] is not None) == (prefix > 0)

@@ -79,7 +79,8 @@ def test_inspect_writes_what_the_api_writes_and_reads_it_back(cli, tmp_path, dem
         "--no-progress")
     ins = vitscope.inspect(CL, image, maps=1, out=tmp_path / "api", device="cpu", progress=False)
     same_files(tmp_path / "cli", tmp_path / "api", "inspect.json")
-    assert list(ins.files) == ["attention_maps_1.png", "tokens_before_after.png", "tsne.png", "explorer.html"]
+    assert list(ins.files) == ["attention_maps_1.png", "norm_maps_1.png", "tokens_before_after.png", "tsne.png",
+                              "explorer.html"]
     assert isinstance(ins.plot(), Figure) and ins.results["data"]["names"] == ["03.png"]
     back = vitscope.read(tmp_path / "api")
     assert type(back) is vitscope.Inspection and back.results == ins.results and isinstance(back.plot("tsne.png"), Figure)

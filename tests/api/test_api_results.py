@@ -18,7 +18,8 @@ RUN = {"batch_size": 6, "workers": 0, "progress": False}
 def results(demo):
     """An analysis of each zoo model, their comparison and 5-NN probes, all in memory."""
     x, y = demo
-    moco, simmim = (vitscope.analyze(m, x, **RUN) for m in (CL, MIM))
+    moco = vitscope.analyze(CL, x, metrics="attention,similarity,spectrum,fourier,norms", **RUN)
+    simmim = vitscope.analyze(MIM, x, **RUN)
     cka = vitscope.compare(CL, MIM, x, images=None, layer_types=["block", "qkv"], **RUN)
     knn = {m: vitscope.probe(m, (x, y), (x, y), k=5, epochs=1, features="cls,gap", save_probe=True,
                              probe_at="cls:5", **RUN) for m in (CL, MIM)}
@@ -68,7 +69,7 @@ def test_save_then_read_gives_the_same_object(results, tmp_path):
         back = vitscope.read(folder)
         assert type(back) is type(result) and back.folder == folder and back.results == result.results
     assert sorted(p.name for p in (tmp_path / "Analysis").iterdir()) == [
-        "attention.png", "fourier.png", "results.json", "similarity.png", "spectrum.png"]
+        "attention.png", "fourier.png", "norms.png", "results.json", "similarity.png", "spectrum.png"]
     assert sorted(p.name for p in (tmp_path / "Probe").iterdir()) == ["knn.png", "linear.png", "probe.json", "probe.pt"]
     back = vitscope.read(tmp_path / "Probe" / "probe.json")
     assert back.probe_state is not None and back.probe_state["feature"] == "cls" and back.probe_state["layer"] == 5
@@ -80,6 +81,7 @@ def test_figures_and_notebook_views(results):
     moco, simmim, cka, knn = results
     fig = vitscope.plot([moco, simmim], "attention", labels=["MoCo", "SimMIM"])
     assert isinstance(fig, Figure) and [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["MoCo", "SimMIM"]
+    assert len(moco.plot("norms").axes) == 4
     assert len(moco.plot("spectrum").axes) >= 3 and len(cka.plot().axes) == 3  # two heat maps and the colour bar
     assert isinstance(knn[CL].plot("linear"), Figure)
     for bad in (lambda: moco.plot("nosuch"), lambda: cka.plot("fc1"), lambda: knn[CL].plot("svm")):

@@ -20,9 +20,10 @@ def test_inspect_writes_every_figure_and_inspect_json(inspected):
     saved = json.loads((out / "inspect.json").read_text())
     assert saved["kind"] == "vitscope-inspect" and saved["model"] == MODEL and saved["grid"] == [8, 8]
     assert saved["queries"] == [[4, 4], [0, 7]]
-    assert not (out / "attention_maps_2.png").exists()  # --maps 1
-    for name in ("attention_maps_1.png", "attention_maps_1_heads_q1.png", "attention_maps_1_heads_q2.png",
-                 "tokens_before_after.png", "tsne.png", "explorer.html"):
+    assert not (out / "attention_maps_2.png").exists() and not (out / "norm_maps_2.png").exists()  # --maps 1
+    assert saved["norm_maps"]["outliers"].startswith("patch token norm > 4 x the median")
+    for name in ("attention_maps_1.png", "norm_maps_1.png", "attention_maps_1_heads_q1.png",
+                 "attention_maps_1_heads_q2.png", "tokens_before_after.png", "tsne.png", "explorer.html"):
         assert name in saved["files"] and (out / name).stat().st_size > 2000, name
     assert saved["tsne"]["tokens"] == 2 * 64 and saved["tsne"]["perplexity"] == 30
     assert saved["tokens_before_after"]["block"] == 12 and saved["explorer"]["bytes"] == (out / "explorer.html").stat().st_size

@@ -117,7 +117,7 @@ def test_inspect_draws_sams_windowed_attention():
             "neck_chans=8, embed_dim=32, depth=2, num_heads=2)")
     images = np.random.default_rng(0).integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
     result = inspect(spec, images, explorer_images=2, progress=False)
-    assert {"attention_maps_1.png", "explorer.html"} <= set(result.files)
+    assert {"attention_maps_1.png", "norm_maps_1.png", "explorer.html"} <= set(result.files)
 
 
 def test_inspect_says_it_does_not_draw_caits_class_attention():

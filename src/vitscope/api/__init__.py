@@ -5,7 +5,7 @@ each with an example. Modules: :mod:`~vitscope.api.models` (``load``, ``zoo``),
 :mod:`~vitscope.api.analysis`, :mod:`~vitscope.api.comparison`, :mod:`~vitscope.api.probing`,
 :mod:`~vitscope.api.finetuning`, :mod:`~vitscope.api.pretraining`,
 :mod:`~vitscope.api.views` (``inspect``, ``capture``), :mod:`~vitscope.api.perturbation`,
-:mod:`~vitscope.api.placement`,
+:mod:`~vitscope.api.placement`, :mod:`~vitscope.api.snapshots` (``trajectory``),
 :mod:`~vitscope.api.reporting` (``report``, ``findings``), :mod:`~vitscope.api.result` (the base
 ``Result``), :mod:`~vitscope.api.results` (the result classes, ``read``, ``plot``),
 :mod:`~vitscope.api.frames` (results as tables) and
@@ -31,11 +31,13 @@ from vitscope.api.results import (
     Probe,
     Robustness,
     Signature,
+    Trajectory,
     plot,
     read,
 )
+from vitscope.api.snapshots import trajectory
 from vitscope.api.views import capture, inspect
 
 __all__ = ["Analysis", "Comparison", "Finetune", "Inspection", "Pretraining", "Probe", "Result", "Robustness",
-           "Signature", "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot", "pretrain",
-           "probe", "read", "report", "robustness", "signature", "zoo"]
+           "Signature", "Trajectory", "analyze", "capture", "compare", "findings", "finetune", "inspect", "load", "plot",
+           "pretrain", "probe", "read", "report", "robustness", "signature", "trajectory", "zoo"]

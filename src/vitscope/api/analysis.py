@@ -27,6 +27,8 @@ def analyze(
     - ``similarity``: cosine between heads, before vs after self-attention, between tokens (Fig. 5);
     - ``spectrum``: singular value spectra of one image's tokens and of GAP vectors (Fig. 7);
     - ``fourier``: Δ log amplitude of the feature maps along the half-diagonal (Fig. 9).
+    - ``norms`` (not default): ℓ2 norms of the patch tokens per block, the high-norm outliers
+      (> 4 × the image's median norm) and where they sit (Darcet et al. ICLR 2024, Figs. 3, 4a).
 
     ``out``: also write ``results.json`` and one PNG per metric there (``plots``), as ``vitscope
     analyze`` does. ``decoder``: an MAE checkpoint's decoder too (Park Fig. 10; ``model`` must be the

@@ -17,7 +17,7 @@ import pandas as pd
 
 from vitscope.results import probe_accuracies
 
-PARK, SHEKHAR = "Park", "Shekhar"
+PARK, SHEKHAR, DARCET = "Park", "Shekhar", "Darcet"
 
 #: (metric, key in the results) → (layout, paper figure). Layouts: ``block`` one value per block,
 #: ``head`` a row per head of each block, ``curve`` a row per point of each depth's curve (``x``:
@@ -42,6 +42,14 @@ ANALYSIS_QUANTITIES: dict[tuple[str, str], tuple[str, str | None]] = {
     ("spectrum", "image_numerical_rank"): ("depth", f"{PARK} Fig. 7 bottom"),
     ("fourier", "delta_log_amplitude"): ("curve", f"{PARK} Fig. 9"),
     ("fourier", "delta_log_amplitude_at_highest"): ("depth", f"{PARK} Fig. 9"),
+    ("norms", "median"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "p99"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "mean"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "outlier_fraction"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "images_with_outliers"): ("block", f"{DARCET} Fig. 3"),
+    ("norms", "neighbour_cosine_outliers"): ("block", f"{DARCET} Fig. 4a"),
+    ("norms", "neighbour_cosine_others"): ("block", f"{DARCET} Fig. 4a"),
+    ("norms", "prefix_mean_norm"): ("block", f"{DARCET} Fig. 7"),
 }
 
 ANALYSIS_COLUMNS = ["model", "part", "metric", "quantity", "block", "head", "x", "value", "figure"]
@@ -89,6 +97,24 @@ def analysis_frame(results: dict[str, Any]) -> pd.DataFrame:
     rows += _analysis_rows(metrics.get("decoder", {}), model, "decoder")
     return _frame(rows, ANALYSIS_COLUMNS, ("block", "head"))
 
+
+TRAJECTORY_COLUMNS = ["step", "epoch", "snapshot", "metric", "quantity", "block", "head", "x", "value", "figure"]
+
+
+def trajectory_frame(results: dict[str, Any]) -> pd.DataFrame:
+    """A ``trajectory.json``: the :func:`analysis_frame` of every snapshot, with its training ``step``,
+    ``epoch`` and file (``snapshot``): step × block × quantity (× head, × point of a curve); with a k-NN
+    bank also the :func:`probe_frame` rows (``metric`` knn, ``quantity`` accuracy)."""
+    frames = [analysis_frame({"model": {"spec": e["path"]}, "metrics": e["metrics"]})
+              .assign(step=e["step"], epoch=e.get("epoch"), snapshot=e["path"]) for e in results["snapshots"]]
+    frames += [probe_frame(e["probe"]).rename(columns={"method": "metric"})
+               .assign(step=e["step"], epoch=e.get("epoch"), snapshot=e["path"])
+               for e in results["snapshots"] if e.get("probe")]
+    if not frames:
+        return _frame([], TRAJECTORY_COLUMNS, ("step", "block", "head"))
+    df = pd.concat(frames, ignore_index=True)[TRAJECTORY_COLUMNS]
+    df["step"] = pd.array(df["step"], dtype="Int64")
+    return df
 
 COMPARISON_COLUMNS = ["model_a", "model_b", "quantity", "layer_type", "block_a", "block_b", "split", "k", "value",
                       "figure"]

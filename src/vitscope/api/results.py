@@ -24,6 +24,7 @@ from vitscope.results import (
     READERS,
     ROBUSTNESS,
     SIGNATURE,
+    TRAJECTORY,
     kind_of,
     missing_keys,
     probe_accuracies,
@@ -49,7 +50,7 @@ class Analysis(Result):
         return frames.analysis_frame(self.results)
 
     def plot(self, metric: str | None = None, label: str | None = None) -> Figure:
-        """The figure of ``metric`` (attention, similarity, spectrum, fourier; default the first the
+        """The figure of ``metric`` (attention, similarity, spectrum, fourier, norms; default the first the
         results hold), as ``vitscope analyze`` writes it to ``<metric>.png``."""
         return plot([self], metric=metric, labels=[label or self.label])
 
@@ -350,15 +351,72 @@ class Pretraining(Result):
                 "wall time": f"{t['wall_seconds'] / 60:.1f} min", **({"folder": str(self.folder)} if self.folder else {})}
 
 
+
+class Trajectory(Result):
+    """Properties along training: the analysis of every snapshot of a run on the same images
+    (``vitscope trajectory``, ``trajectory.json``)."""
+
+    kind = TRAJECTORY
+    file = "trajectory.json"
+
+    @property
+    def label(self) -> str:
+        return str(self.results.get("run") or f"{len(self.snapshots)} checkpoints")
+
+    @property
+    def snapshots(self) -> list[dict[str, Any]]:
+        """One entry per snapshot, in step order: ``path``, ``step``, ``epoch``, ``metrics`` (as an analysis)."""
+        return self.results["snapshots"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``step, epoch, snapshot, metric, quantity, block, head, x, value, figure``
+        (:func:`vitscope.api.frames.trajectory_frame`)."""
+        return frames.trajectory_frame(self.results)
+
+    def plot(self, which: str = "curves") -> Figure:
+        """``curves`` (each property's later-half mean against the step, the loss on a second axis,
+        ``trajectory.png``) or ``heatmap`` (block × step, ``trajectory_heatmap.png``)."""
+        from vitscope.reporting.plots import detached
+        from vitscope.reporting.trajectory import heatmap_figure, trajectory_figure
+
+        figures = {"curves": trajectory_figure, "heatmap": heatmap_figure}
+        if which not in figures:
+            raise VitscopeError(f"no '{which}' figure of a trajectory. Valid options are: {list(figures)}")
+        return detached(figures[which](self.results))
+
+    def save(self, out: PathLike, plots: bool = True) -> Path:
+        """``trajectory.json``, ``trajectory.md`` and, with ``plots``, ``trajectory.png`` and
+        ``trajectory_heatmap.png``, as ``vitscope trajectory`` writes them."""
+        return self._save(out, lambda folder: self._write(folder, plots))
+
+    def _write(self, out: Path, plots: bool = True) -> None:
+        from vitscope.reporting.plots import save_figure
+        from vitscope.reporting.trajectory import heatmap_figure, table_markdown, trajectory_figure
+
+        super()._write(out)
+        write_atomic(out / "trajectory.md", table_markdown(self.results).encode())
+        if plots:
+            save_figure(trajectory_figure(self.results), out / "trajectory.png")
+            save_figure(heatmap_figure(self.results), out / "trajectory_heatmap.png")
+
+    def summary(self) -> dict[str, str]:
+        steps = [e["step"] for e in self.snapshots]
+        span = f", steps {steps[0]}–{steps[-1]}" if steps else ""
+        return {"run": self.label, "snapshots": f"{len(steps)}{span}",
+                "data": str(self.results["settings"]["data"]), **({"folder": str(self.folder)} if self.folder else {})}
+
+
 KINDS: dict[str, type[Result]] = {c.kind: c for c in (Analysis, Comparison, Probe, Robustness, Inspection, Finetune,
-                                                       Signature, Pretraining)}
-FILES = ("results.json", "probe.json", "finetune.json", "inspect.json", "signature.json", "pretrain.json")
+                                                       Signature, Pretraining, Trajectory)}
+FILES = ("results.json", "probe.json", "finetune.json", "inspect.json", "signature.json", "pretrain.json",
+         "trajectory.json")
 
 
 def read(path: PathLike) -> Result:
     """The results in folder (or file) ``path`` as their object: an analysis or compare or robustness
-    ``results.json``, ``probe.json``, ``finetune.json``, ``inspect.json``, ``signature.json`` or a
-    finished pretraining run's ``pretrain.json`` (a folder holding several: the first of these). The file is checked as the command line checks it (one line on error)."""
+    ``results.json``, ``probe.json``, ``finetune.json``, ``inspect.json``, ``signature.json``, a
+    finished pretraining run's ``pretrain.json`` or a ``trajectory.json`` (a folder holding several: the
+    first of these). The file is checked as the command line checks it (one line on error)."""
     return _read(path)
 
 
@@ -390,7 +448,7 @@ def _read(path: PathLike, reader: str | None = None) -> Result:
 
 def plot(analyses: Sequence[Analysis | PathLike], metric: str | None = None,
          labels: Sequence[str] | None = None) -> Figure:
-    """Several analyses overlaid in the figure of ``metric`` (attention, similarity, spectrum, fourier;
+    """Several analyses overlaid in the figure of ``metric`` (attention, similarity, spectrum, fourier, norms;
     default the first all hold), as ``vitscope plot`` draws it; ``labels`` default to the model specs.
 
     >>> vitscope.plot([moco, simmim], "attention", labels=["MoCo v3", "SimMIM"])

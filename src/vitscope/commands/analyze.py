@@ -10,7 +10,8 @@ import typer
 from vitscope.choices import SUPPORTED_SPECS
 from vitscope.commands.options import BatchSize, Device, Precision, Progress, Seed
 
-METRIC_HELP = "comma-separated: attention (distance, NMI, entropy), similarity, spectrum, fourier"
+METRIC_HELP = ("comma-separated: attention (distance, NMI, entropy), similarity, spectrum, fourier, "
+               "norms (patch-token norms and high-norm outliers, Darcet et al.; not default)")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ file, with the same shape.
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import re
 import warnings
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
 from timm.data import DEFAULT_CROP_PCT
 from torch import nn
 
@@ -154,10 +155,40 @@ def evaluated_encoder(checkpoint: Mapping[str, Any]) -> Any:
     return checkpoint.get("model")
 
 
+def encoder_safetensors(weights: Mapping[str, torch.Tensor], arch: str, arch_kwargs: Mapping[str, Any],
+                        **metadata: str) -> bytes:
+    """An encoder as the bytes of an fp16 ``.safetensors`` file (a classifier head ``head.*`` left out)
+    whose metadata name its timm architecture (``arch``, ``arch_kwargs`` as JSON, ``num_classes=0``) and
+    hold ``metadata``: :func:`load_checkpoint` builds it from those (the zoo's files, training snapshots)."""
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in weights.items()
+               if not k.startswith("head.")}
+    return save(tensors, metadata={"arch": arch, "arch_kwargs": json.dumps({**arch_kwargs, "num_classes": 0}),
+                                   **metadata})
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a ``.safetensors`` file (``{}`` when it has none)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise VitscopeError(f"checkpoint '{path}' is not a readable .safetensors file: {first_line(e)}") from e
+
+
 def load_checkpoint(path: Path, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
-    """A timm ViT with the weights of checkpoint ``path`` (any format in :data:`FORMATS`); ``arch``
+    """A timm ViT with the weights of checkpoint ``path`` (any format in :data:`FORMATS`, or a
+    ``.safetensors`` encoder whose metadata name its architecture, :func:`encoder_safetensors`); ``arch``
     and its keywords ``arch_kwargs`` name the timm architecture instead of the file's own or its shapes."""
     checkpoint = read_checkpoint(path)
+    meta = safetensors_metadata(path) if path.suffix == ".safetensors" else {}
+    if "arch" in meta:
+        try:
+            saved_kwargs = json.loads(meta.get("arch_kwargs") or "{}")
+        except json.JSONDecodeError as e:
+            raise VitscopeError(f"checkpoint '{path}': its metadata 'arch_kwargs' is not JSON ({e.msg})") from e
+        model = create_timm(arch or meta["arch"], pretrained=False, **{**saved_kwargs, **(arch_kwargs or {})})
+        load_strict(model, checkpoint, f"checkpoint '{path}' ({meta['arch']} encoder)")
+        return model
     try:
         name = detect_format(checkpoint)
     except VitscopeError as e:

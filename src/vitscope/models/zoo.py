@@ -14,17 +14,14 @@ run of a zoo model (its encoder after fine-tuning, e.g. for Shekhar et al. Fig. 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import save
 from torch import nn
 
 from vitscope.errors import VitscopeError
-from vitscope.models.checkpoints import evaluated_encoder, load_strict, read_checkpoint
+from vitscope.models.checkpoints import encoder_safetensors, evaluated_encoder, load_strict, read_checkpoint
 from vitscope.models.converters import VITSCOPE_FORMAT
 from vitscope.models.timm_factory import create_timm
 from vitscope.runlog import training_summary
@@ -132,12 +129,10 @@ def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget
         method = finetuned["method"]
     else:
         method = cfg["method"] + (f" (lambda={cfg['lam']})" if cfg["method"] == "hybrid" else "")
-    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in evaluated_encoder(ckpt).items()
-               if not k.startswith("head.")}  # a DINO run: its teacher
     arch_kwargs = finetuned.pop("arch_kwargs") if finetuned else dict(ckpt.get("arch_kwargs") or {})
     arch_kwargs["num_classes"] = 0  # the encoder: no head
-    blob = save(weights, metadata={"arch": str(ckpt["arch"]), "arch_kwargs": json.dumps(arch_kwargs),
-                                   "method": method})
+    blob = encoder_safetensors(evaluated_encoder(ckpt), str(ckpt["arch"]), arch_kwargs,  # a DINO run: its teacher
+                               method=method)
     file = f"{name}.safetensors"
     write_atomic(folder / file, blob)
     kw = ", ".join(f"{k}={v}" for k, v in arch_kwargs.items() if k != "num_classes")
@@ -148,7 +143,8 @@ def add_entry(name: str, run: Path, *, probe: Path | None, hardware: str, budget
         "data": data, "epochs": int(ckpt["epoch"]), "epochs_planned": int(cfg["epochs"]), "budget": budget,
         "hardware": hardware,
         "recipe": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device", "workers", "tensorboard",
-                                                                "log_every", "save_every", "keep_every")},
+                                                                "log_every", "save_every", "keep_every",
+                                                                "snapshot_every")},
         "training": training_summary(run, int(ckpt["step"])) if not finetuned else {},
         "accuracy": accuracy,
         "note": note,

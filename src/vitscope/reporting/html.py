@@ -1,7 +1,7 @@
 """One self-contained HTML page from saved results folders (no model is touched).
 
-Every results folder (``analyze``, ``compare``, ``robustness``, ``probe``, ``pretrain``
-outputs) becomes a section: its provenance (kind, model, data, image count, seed,
+Every results folder (``analyze``, ``compare``, ``robustness``, ``probe``, ``pretrain``,
+``signature``, ``trajectory`` outputs) becomes a section: its provenance (kind, model, data, image count, seed,
 versions), a table of per-layer headline numbers where the kind has them, and its PNG
 figures embedded inline, so the page can be mailed or archived as one file.
 """
@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from vitscope.results import probe_accuracies, read_results, write_atomic
+from vitscope.results import TRAJECTORY, probe_accuracies, read_results, write_atomic
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -87,6 +87,10 @@ def _analysis_columns(m: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     if "fourier" in m:
         f = m["fourier"]
         cols.append((f"ΔlogAmp @{f['highest_freq_over_pi']:.3g}π", f["delta_log_amplitude_at_highest"][1:]))
+    if "norms" in m:
+        n = m["norms"]
+        cols += [("norm median", n["median"]), ("norm p99", n["p99"]),
+                 ("norm outliers %", [100 * v for v in n["outlier_fraction"]])]
     return cols
 
 
@@ -105,6 +109,10 @@ def section(folder: Path) -> str:
         from vitscope.reporting.signature import read_signature, table_html
 
         parts.append(table_html(read_signature(folder / "signature.json")))
+    if (folder / "trajectory.json").exists():  # written by `vitscope trajectory`
+        from vitscope.reporting.trajectory import table_html as trajectory_table
+
+        parts.append(trajectory_table(read_results(folder / "trajectory.json", TRAJECTORY)))
     for png in sorted(folder.glob("*.png")):
         data = base64.b64encode(png.read_bytes()).decode()
         parts.append(f"<div><img alt='{html.escape(png.name)}' src='data:image/png;base64,{data}'></div>")

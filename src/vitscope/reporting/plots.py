@@ -223,9 +223,51 @@ def fourier_figure(runs: Runs) -> plt.Figure:
     return fig
 
 
+def _floats(section: dict[str, Any], key: str) -> np.ndarray:
+    """A per-block list of a results section as floats, ``None`` (undefined) as NaN."""
+    return np.asarray([np.nan if v is None else v for v in section[key]], dtype=float)
+
+
+def norms_figure(runs: Runs) -> plt.Figure:
+    """Patch-token norms vs depth (median solid, 99th percentile dashed), the outlier fraction, the
+    outliers' neighbour cosine against the others', and the last block's norm histogram (Darcet et al.
+    Figs. 3, 4a)."""
+    fig, (ax_n, ax_o, ax_c, ax_h) = _panels(4)
+    for i, (label, m) in enumerate(runs):
+        n, c = m["norms"], f"C{i}"
+        depth = np.arange(1, len(n["median"]) + 1)
+        ax_n.plot(depth, _floats(n, "median"), "-o", ms=3, color=c, label=label)
+        ax_n.plot(depth, _floats(n, "p99"), "--", color=c, lw=1)
+        ax_o.plot(depth, 100 * _floats(n, "outlier_fraction"), "-o", ms=3, color=c, label=label)
+        ax_c.plot(depth, _floats(n, "neighbour_cosine_others"), "-o", ms=3, color=c, label=f"{label}: others")
+        ax_c.plot(depth, _floats(n, "neighbour_cosine_outliers"), "^", ms=6, color=c, label=f"{label}: outliers")
+        lo, hi = n["log10_range"]
+        counts = np.asarray(n["log10_histogram"][-1], dtype=float)
+        edges = np.linspace(lo, hi, len(counts) + 1)
+        used = np.nonzero(counts)[0]
+        if len(used):
+            keep = slice(max(used[0] - 5, 0), min(used[-1] + 6, len(counts)))
+            ax_h.stairs(counts[keep] / counts.sum(), 10 ** edges[keep.start:keep.stop + 1], color=c, label=label)
+    ax_n.set(xlabel="depth (block 1…L)", ylabel="ℓ2 norm of patch tokens", yscale="log",
+             title="median (solid), 99th percentile (dashed)")
+    ax_o.set(xlabel="depth (block 1…L)", ylabel="% of patch tokens", title="outlier tokens", ylim=(0, None))
+    ax_c.set(xlabel="depth (block 1…L)", ylabel="mean cosine to 4-neighbours at the input",
+             title="where outliers sit", ylim=(-1, 1))
+    ax_h.set(xscale="log", xlabel="ℓ2 norm (last block)", ylabel="fraction of patch tokens", yscale="log",
+             title="norm histogram, last block")
+    ax_n.legend(fontsize=8)
+    ax_c.legend(fontsize=7)
+    label_figure(fig, "Darcet et al. Figs. 3, 4a", "Patch-token norms (where a ViT stores globals)",
+                 f"a second mode of high-norm tokens (outliers: {runs[0][1]['norms']['outlier_rule']}) = patches "
+                 "repurposed as global scratch space, seen in large long-trained ViTs (DINOv2, CLIP, DeiT-III), "
+                 "not in DINO or MAE; outliers with a higher neighbour cosine sit on redundant, low-information "
+                 "patches.")
+    return fig
+
+
 FIGURES: dict[str, Callable[[Runs], plt.Figure]] = {
     "attention": attention_figure, "similarity": similarity_figure,
-    "spectrum": spectrum_figure, "fourier": fourier_figure,
+    "spectrum": spectrum_figure, "fourier": fourier_figure, "norms": norms_figure,
 }
 
 

@@ -8,6 +8,11 @@ one. The file is vitscope's format (``format``, ``version``, ``arch``, ``arch_kw
 (``objective`` with heads and momentum encoder, ``optimizer``, ``epoch``, ``step``,
 ``rng``, ``config``); everything is plain tensors / numbers / strings so it loads with
 ``torch.load(weights_only=True)`` and ``vitscope.models.load(path)`` gives the encoder.
+
+Snapshots (``snapshot_every``) are the encoder alone along a run, ``snapshots/step-NNNNNN.safetensors``:
+fp16 weights (the network ``vitscope.load`` takes from the run's checkpoint: a DINO run's teacher)
+with the architecture, method, step and epoch in the file's metadata, so ``vitscope.load(path)``
+builds it; written atomically, as the checkpoint is.
 """
 
 from __future__ import annotations
@@ -20,10 +25,25 @@ import numpy as np
 import torch
 
 from vitscope.errors import VitscopeError
-from vitscope.results import atomic_torch_save
+from vitscope.models.checkpoints import encoder_safetensors
+from vitscope.results import atomic_torch_save, write_atomic
 
 FORMAT = "vitscope-checkpoint"
 VERSION = 1
+SNAPSHOTS = "snapshots"  # the folder of a run that holds its snapshots
+SNAPSHOT_FORMAT = "vitscope-snapshot"
+
+
+def snapshot_path(out: Path, step: int) -> Path:
+    """Where the snapshot after ``step`` steps of the run in ``out`` goes."""
+    return out / SNAPSHOTS / f"step-{step:06d}.safetensors"
+
+
+def save_snapshot(path: Path, weights: dict[str, torch.Tensor], arch: str, arch_kwargs: dict[str, Any], *,
+                  method: str, step: int, epoch: float) -> None:
+    """Write the encoder ``weights`` as an fp16 ``.safetensors`` snapshot at ``path``, atomically."""
+    write_atomic(path, encoder_safetensors(weights, arch, arch_kwargs, format=SNAPSHOT_FORMAT, method=method,
+                                           step=str(step), epoch=f"{epoch:.6g}"))
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

@@ -65,6 +65,7 @@ class PretrainConfig:
     num_images: int | None = None  # seeded subset of the data
     save_every: int = 10  # epochs between checkpoints (and always at the end)
     keep_every: int = 0  # also keep checkpoint-epochN.pt every N epochs; 0 = never
+    snapshot_every: int = 0  # also write the encoder as snapshots/step-NNNNNN.safetensors every N steps; 0 = never
     log_every: int = 50  # steps between log lines (the only host syncs)
     grad_cos_every: int = 100  # hybrid: steps between gradient-cosine measurements
     compile: bool = False
@@ -119,7 +120,8 @@ class PretrainConfig:
 
 FIELD_NAMES = tuple(f.name for f in fields(PretrainConfig))
 #: Keys that may differ between a run and its ``--resume`` without changing the result.
-RUNTIME_KEYS = ("out", "compile", "device", "workers", "log_every", "tensorboard", "save_every", "keep_every")
+RUNTIME_KEYS = ("out", "compile", "device", "workers", "log_every", "tensorboard", "save_every", "keep_every",
+                "snapshot_every")
 
 
 def _field_type(name: str) -> Any:
@@ -218,6 +220,8 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
             f"local attention window must be an odd number of patches (or 0), got {cfg.local_attention}")
     if cfg.save_every <= 0 or cfg.log_every <= 0 or cfg.grad_cos_every <= 0:
         raise VitscopeError("save_every, log_every and grad_cos_every must be positive")
+    if cfg.keep_every < 0 or cfg.snapshot_every < 0:
+        raise VitscopeError("keep_every and snapshot_every must be 0 (never) or positive")
     if cfg.local_crops < 0 or (cfg.local_crops and cfg.method != "dino"):
         raise VitscopeError(f"local_crops is a DINO setting (a count ≥ 0), got {cfg.local_crops} for '{cfg.method}'")
     if cfg.local_crops and cfg.local_attention:

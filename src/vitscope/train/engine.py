@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 import vitscope.models  # noqa: F401  (registers the small-image ViTs)
 from vitscope.errors import Stopped, VitscopeError
+from vitscope.models.checkpoints import evaluated_encoder
 from vitscope.models.loader import create_timm, load
 from vitscope.results import PRETRAIN, ensure_dir, provenance, write_atomic, write_results
 from vitscope.runlog import read_log, training_summary
@@ -238,6 +239,15 @@ class Trainer:
             "config": asdict(self.cfg),
         }
 
+    def snapshot(self, out: Path, step: int, epoch: float) -> None:
+        """The encoder after ``step`` steps as ``snapshots/step-NNNNNN.safetensors`` (fp16; a DINO run's
+        teacher, the network ``vitscope.load`` takes from its checkpoint)."""
+        weights = evaluated_encoder({"config": {"method": self.cfg.method}, "model": self.encoder.vit.state_dict(),
+                                     "objective": self.objective.state_dict()})
+        checkpoint.save_snapshot(checkpoint.snapshot_path(out, step), weights, self.arch,
+                                 {**self.cfg.model_kwargs, "num_classes": 0}, method=self.cfg.method, step=step,
+                                 epoch=epoch)
+
     def step(self, images: torch.Tensor, step: int, steps_per_epoch: int
              ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """One step on this process's uint8 ``images``: (detached outputs, gradient cosines if measured)."""
@@ -329,6 +339,9 @@ def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -
     sums: dict[str, torch.Tensor] = {}
     extra: dict[str, float] = {}
     count, tick, last = 0, time.perf_counter(), {}
+    snapshot = d.main and cfg.snapshot_every > 0
+    if snapshot and step == 0:  # the initialisation
+        trainer.snapshot(out, 0, 0.0)
     with tqdm(total=total, initial=step, disable=not (d.main and progress), unit="step", dynamic_ncols=True) as bar, \
             deferred_stop() as stop_signal:
         for epoch in range(start_epoch, cfg.epochs):
@@ -340,6 +353,8 @@ def train(cfg: PretrainConfig, *, resume: bool = False, progress: bool = True) -
                 count += 1
                 step += 1
                 bar.update(1)
+                if snapshot and (step % cfg.snapshot_every == 0 or step == total):
+                    trainer.snapshot(out, step, step / spe)
                 if step % cfg.log_every == 0 or step == total:
                     means = {k: float(mean_over_processes(v / count)) for k, v in sums.items()}
                     now = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Figures of single images: query attention maps, token projections, t-SNE, per-head NMI KDE.
+"""Figures of single images: query attention maps, token norm maps, token projections, t-SNE, per-head NMI KDE.
 
 Each function draws arrays it is given (no model) and returns the figure; figures of image grids
 are laid out by hand (a placeholder layout engine tells :func:`~vitscope.reporting.plots.save_figure`
@@ -95,6 +95,34 @@ def attention_maps_figure(pixels: np.ndarray, maps: np.ndarray, queries: Sequenc
                 axes[r, b + 1].set_title(f"block {b + 1}", fontsize=7, pad=2)
     axes[0, 0].set_title(name, fontsize=6.5, pad=2)
     _scale_bar(fig, cax, shown, grid[0] * grid[1])
+    return fig
+
+
+def norm_maps_figure(pixels: np.ndarray, maps: np.ndarray, outliers: np.ndarray, name: str) -> plt.Figure:
+    """The image, then the ℓ2 norm of each patch token leaving block 1…L (Darcet et al. Fig. 2), the
+    high-norm outliers (:data:`vitscope.metrics.norms.OUTLIER_RULE`) boxed in cyan.
+
+    ``maps``: ``[L, h, w]`` norms; ``outliers``: ``[L, h, w]`` bool; each block on its own scale, 0 to its
+    largest norm (norms grow with depth), so the colour bar reads in units of each block's largest norm.
+    """
+    depth, h, w = maps.shape
+    fig, axes, cax = _image_grid(
+        1, depth + 1, "Darcet et al. Figs. 2, 3", "Patch-token norms through depth",
+        "a few tokens far brighter than the rest (boxed: outliers) are patches repurposed as global scratch "
+        "space (large, long-trained ViTs); evenly lit maps have none. Each block scaled to its own largest norm.")
+    _overlay(axes[0, 0], pixels, None, None, (h, w))
+    axes[0, 0].set_title(name, fontsize=6.5, pad=2)
+    ph, pw = pixels.shape[0] / h, pixels.shape[1] / w
+    for b in range(depth):
+        ax = axes[0, b + 1]
+        top = float(maps[b].max()) or 1.0
+        shown = _overlay(ax, pixels, maps[b] / top, None, (h, w))
+        for r, c in zip(*np.nonzero(outliers[b])):
+            ax.add_patch(Rectangle((c * pw, r * ph), pw, ph, fill=False, ec="cyan", lw=1.2))
+        ax.set_title(f"block {b + 1}\nmax {top:.3g}", fontsize=6.5, pad=2)
+    bar = fig.colorbar(shown, cax=cax)
+    bar.set_label("norm / block's largest", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     return fig
 
 

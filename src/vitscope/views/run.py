@@ -3,7 +3,8 @@
 Two forward passes over a handful of images, both through ``capture.Taps``:
 
 1. the *map images* (the first ``maps``, and the explorer's): attention of every block,
-   and the residual stream before/after self-attention (``block_in``/``attn_res``);
+   the residual stream before/after self-attention (``block_in``/``attn_res``) and leaving each
+   block (``block_out``, for the token norm maps);
 2. the *t-SNE images* (up to 18, from up to 3 classes): ``block_out`` of one block.
 
 Returns the ``inspect.json`` entries and the files (figures, ``explorer.html``) by name;
@@ -25,6 +26,7 @@ from vitscope.data.transforms import model_data_config
 from vitscope.errors import VitscopeError
 from vitscope.metrics.attention import (attention_distance, attention_nmi, grid_distances, patch_attention,
                                         window_attention_map)
+from vitscope.metrics.norms import OUTLIER_RULE, outlier_mask, token_norms
 from vitscope.models.loader import spec_of
 from vitscope.reporting.explorer import ExplorerImage, explorer_page
 from vitscope.reporting.plots import detached, save_figure
@@ -100,7 +102,7 @@ def inspect_model(model: nn.Module, imgs: Images, *, queries: Sequence[str] = ()
     n_explore, with_heads = explorer_plan(min(explorer_images, len(imgs.names)), info.depth, info.num_heads,
                                           info.num_patches)
     n_maps = min(len(imgs.names), max(maps, n_explore, 2))
-    first = collect(model, imgs.tensors[:n_maps], ("attn", "block_in", "attn_res"), device=device,
+    first = collect(model, imgs.tensors[:n_maps], ("attn", "block_in", "attn_res", "block_out"), device=device,
                     precision=precision, batch_size=batch_size, progress=progress)
     windows = info.window_sizes or (0,) * info.depth  # SAM: a windowed block's maps joined over the image
     attn = torch.stack([window_attention_map(a, grid, w) if w else patch_attention(a, pre)
@@ -111,6 +113,9 @@ def inspect_model(model: nn.Module, imgs: Images, *, queries: Sequence[str] = ()
         per_query = torch.stack([query_maps(attn[i], q, grid, 0) for q in qs])  # [Q, L, H, h, w]
         stem = f"attention_maps_{i + 1}"
         files[f"{stem}.png"] = figures.attention_maps_figure(pixels[i], per_query.mean(2).numpy(), qs, imgs.names[i])
+        norms = torch.stack([token_norms(x[i:i + 1, pre:])[0] for x in first["block_out"]])  # [L, P]
+        files[f"norm_maps_{i + 1}.png"] = figures.norm_maps_figure(
+            pixels[i], norms.reshape(-1, *grid).numpy(), outlier_mask(norms).reshape(-1, *grid).numpy(), imgs.names[i])
         if heads:
             for j, q in enumerate(qs):
                 files[f"{stem}_heads_q{j + 1}.png"] = figures.head_maps_figure(pixels[i], per_query[j].numpy(), q,
@@ -161,7 +166,9 @@ def inspect_model(model: nn.Module, imgs: Images, *, queries: Sequence[str] = ()
     return {"grid": list(grid), "patch_size": list(info.patch_size), "depth": info.depth, "heads": info.num_heads,
             "queries": [list(q) for q in qs], "attention_maps": {"images": imgs.names[:min(maps, n_maps)],
             "per_head": heads, "average": "mean over heads of the patch attention (prefix tokens dropped, rows "
-            "renormalised)"}, "tokens_before_after": tokens, "tsne": tsne, "explorer": explorer,
+            "renormalised)"}, "norm_maps": {"images": imgs.names[:min(maps, n_maps)], "tokens": "patch tokens leaving "
+            "each block (tap block_out)", "outliers": OUTLIER_RULE},
+            "tokens_before_after": tokens, "tsne": tsne, "explorer": explorer,
             **({"class_attention": CLASS_ATTENTION_NOTE.format(info.class_attention_depth)}
                if info.class_attention_depth else {}),
             "files": list(files)}, {name: detached(f) if isinstance(f, Figure) else f for name, f in files.items()}
