@@ -106,20 +106,24 @@ def at(log: list[dict], step: int) -> dict:
 
 
 def table(runs: Path) -> str:
-    rows = ["| run | changed | from | entropy / KL at 390 | at 590 | lowest entropy after 390 (step) | KL at 590 ÷ at 390 |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for run in sorted(p for p in runs.iterdir() if (p / "log.jsonl").is_file()):
-        log = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines() if ln.strip()]
-        if not log or log[-1]["step"] < AFTER:
+    """One row per run of ``runs`` that passed the unfreezing (the official loop's logs too): teacher
+    entropy and KL at step 390 and 200 steps later (or at the last step of a run stopped before)."""
+    rows = ["| run | changed | from | entropy / KL at 390 | 200 steps later | lowest entropy after 390 (step) "
+            "| KL then ÷ at 390 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, log in runs_logs(runs).items():
+        if log[-1]["step"] <= UNFREEZE:
             continue
-        forked = run / "fork.json"
-        changes = json.loads(forked.read_text())["changes"] if forked.is_file() else json.loads(
-            (run / "sweep.json").read_text())["changes"] if (run / "sweep.json").is_file() else {}
+        forked, scratch = runs / name / "fork.json", runs / name / "sweep.json"
+        changes = json.loads((forked if forked.is_file() else scratch).read_text())["changes"] if (
+            forked.is_file() or scratch.is_file()) else {}
         a, b = at(log, UNFREEZE), at(log, AFTER)
         low = min((r for r in log if UNFREEZE <= r["step"] <= AFTER), key=lambda r: r["teacher_entropy"])
-        changed = ", ".join(f"{k}={v}" for k, v in changes.items()) or "none (baseline)"
-        rows.append(f"| {run.name} | {changed} | {'step 390' if forked.is_file() else 'step 0'} | "
-                    f"{a['teacher_entropy']:.2f} / {a['kl']:.2f} | {b['teacher_entropy']:.2f} / {b['kl']:.2f} | "
+        changed = ", ".join(f"{k}={v}" for k, v in changes.items()) or (
+            "official loop" if name.startswith("official") else "none (baseline)")
+        then = f"{b['teacher_entropy']:.2f} / {b['kl']:.2f}" + (
+            f" (stopped at {b['step']})" if b["step"] < AFTER - 5 else "")
+        rows.append(f"| {name} | {changed} | {'step 390' if forked.is_file() else 'step 0'} | "
+                    f"{a['teacher_entropy']:.2f} / {a['kl']:.2f} | {then} | "
                     f"{low['teacher_entropy']:.2f} ({low['step']}) | {b['kl'] / a['kl']:.2f} |")
     return "\n".join(rows)
 
