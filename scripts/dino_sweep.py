@@ -153,12 +153,13 @@ def figure(runs: Path, out: Path) -> None:
 
     logs = runs_logs(runs)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)
+    colours = iter(plt.cm.tab20.colors)  # 20 distinct colours: the default cycle repeats after 10 runs
     for name, log in logs.items():
         forked = (runs / name / "fork.json").is_file()
         shown = [r for r in log if not forked or r["step"] >= UNFREEZE]  # a fork's log before 390 is the trunk's
         log_k = math.log(out_dim(runs, name))
-        style = dict(lw=2.4, color="black") if name == TRUNK else dict(lw=1.3, ls="--" if name.startswith(
-            "official") else "-")
+        style = dict(lw=2.4, color="black") if name == TRUNK else dict(lw=1.3, color=next(colours), ls="--" if (
+            name.startswith("official")) else "-")
         steps = [r["step"] for r in shown]
         axes[0].plot(steps, [r["teacher_entropy"] / log_k for r in shown], label=name, **style)
         axes[1].plot(steps, [r["kl"] for r in shown], label=name, **style)
