@@ -166,3 +166,14 @@ def test_steps_come_from_snapshots_and_checkpoints_or_else_the_order_given(train
     assert [e["step"] for e in t.snapshots] == [0, 1] and t.results["step_axis"] == "position in the order given"
     distance = [e["metrics"]["attention"]["distance"] for e in t.snapshots]
     assert t.snapshots[1]["path"] == spec and distance[0] == pytest.approx(distance[1], rel=1e-4)  # fp16 vs fp32
+
+
+def test_trajectory_curves_are_drawn_over_their_natural_range():
+    """A bounded property fills its whole range (entropy / log N from 0 to just above 1), widened only
+    to show a value outside it (a negative cosine); an unbounded one keeps matplotlib's range."""
+    from vitscope.reporting.trajectory import natural_ylim
+
+    assert natural_ylim("attention_entropy", np.array([0.997, 0.999])) == (0.0, 1.05)
+    lo, hi = natural_ylim("heads_cosine", np.array([-0.06, 0.05, np.nan]))
+    assert lo == pytest.approx(-0.06 - 0.02) and hi == 1.0
+    assert natural_ylim("high_frequency", np.array([-3.5, -3.4])) is None

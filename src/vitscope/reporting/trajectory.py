@@ -53,6 +53,26 @@ PROPERTIES: tuple[Property, ...] = tuple(p for p in SIGNATURE_PROPERTIES if p.so
 )
 
 
+#: The range each property can take, drawn in full so that a change of 0.003 does not fill the panel:
+#: (lowest, highest) with None for "as the data go" (a measured value outside is never cut off).
+NATURAL_RANGE: dict[str, tuple[float | None, float | None]] = {
+    "attention_distance": (0.0, 1.1), "nmi": (0.0, 1.0), "heads_cosine": (0.0, 1.0), "depth_cosine": (0.0, 1.0),
+    "tokens_cosine": (0.0, 1.0), "attention_entropy": (0.0, 1.05), "norm_outliers": (0.0, 1.0),
+    "knn_accuracy": (0.0, 1.0),
+}
+
+
+def natural_ylim(key: str, values: np.ndarray) -> tuple[float, float] | None:
+    """The y-range of property ``key``'s panel: its :data:`NATURAL_RANGE`, widened to every finite value
+    (e.g. a negative cosine), or None (matplotlib's own) for a property without one."""
+    lo, hi = NATURAL_RANGE.get(key, (None, None))
+    finite = values[np.isfinite(values)]
+    if lo is None or hi is None or not finite.size:
+        return None
+    pad = 0.02 * (hi - lo)
+    return min(lo, float(finite.min()) - pad), max(hi, float(finite.max()) + pad)
+
+
 def snapshot_results(results: dict[str, Any], entry: dict[str, Any]) -> ModelResults:
     """One snapshot of a trajectory as the analysis results the property measures read."""
     return ModelResults(entry["path"], analysis={"model": results["model"], "metrics": entry["metrics"]},
@@ -119,6 +139,9 @@ def trajectory_figure(results: dict[str, Any]) -> plt.Figure:
         ax.set(xlabel=results.get("step_axis", "training step"), title=f"{p.label}\n({p.figure})")
         ax.title.set_fontsize(9)
         ax.ticklabel_format(axis="y", useOffset=False)
+        ylim = natural_ylim(p.key, np.concatenate([first, later]))
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         if loss:
             twin = ax.twinx()
             twin.plot([r["step"] for r in loss], [r["loss"] for r in loss], color="grey", lw=0.8, alpha=0.7)
