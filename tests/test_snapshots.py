@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_cli
+from cli_helpers import run_cli, without
 from matplotlib.figure import Figure
 
 import vitscope
@@ -39,11 +39,7 @@ def trained(tmp_path_factory):
 
 
 def plain(obj):
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [plain(v) for v in obj]
-    return obj
+    return without(obj, VOLATILE)
 
 
 def test_each_snapshot_equals_analyze_of_it_alone(trained, tmp_path):

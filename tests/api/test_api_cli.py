@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import run_cli
+from cli_helpers import run_cli, without
 from conftest import BANK, CL, MIM
 from matplotlib.figure import Figure
 
@@ -18,12 +18,7 @@ VOLATILE = {"seconds", "images_per_second", "created", "command", "out", "path",
 
 
 def plain(obj):
-    """``obj`` without its :data:`VOLATILE` keys, at any depth."""
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [plain(v) for v in obj]
-    return obj
+    return without(obj, VOLATILE)
 
 
 def same_files(cli: Path, api: Path, results: str) -> None:
